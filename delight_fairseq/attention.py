@@ -1,0 +1,160 @@
+"""Single-head attention (spec section 3), with fairseq's incremental state.
+
+fairseq's MultiheadAttention cannot express it: DeLighT's attention reads a
+query narrower or wider than its projection (d_m/2 after DExTra, d_m for the
+encoder-decoder query) and writes d_m, where MultiheadAttention keeps one
+width throughout. The incremental-state protocol is fairseq's own
+(``with_incremental_state``), so beam search and its reordering work unchanged.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from fairseq.incremental_decoding_utils import with_incremental_state
+from torch import Tensor, nn
+
+from .group_linear import Linear
+
+
+@with_incremental_state
+class SingleHeadAttention(nn.Module):
+    """One attention head of width ``proj_dim`` with an output of ``out_dim``.
+
+    Self-attention projects q, k and v with one Linear(query_dim, 3 proj_dim).
+    Encoder-decoder attention projects q from the query with
+    Linear(query_dim, proj_dim) and k, v from the encoder output with one
+    Linear(key_dim, 2 proj_dim). Both end with Linear(proj_dim, out_dim).
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        proj_dim: int,
+        out_dim: int,
+        key_dim: Optional[int] = None,
+        dropout: float = 0.0,
+        self_attention: bool = True,
+    ):
+        super().__init__()
+        self.proj_dim = proj_dim
+        self.dropout = dropout
+        self.self_attention = self_attention
+        self.scaling = proj_dim**-0.5
+        if self_attention:
+            self.qkv_proj = Linear(query_dim, 3 * proj_dim)
+        else:
+            self.q_proj = Linear(query_dim, proj_dim)
+            self.kv_proj = Linear(key_dim or query_dim, 2 * proj_dim)
+        self.out_proj = Linear(proj_dim, out_dim)
+
+    def _project(
+        self, query: Tensor, key: Optional[Tensor]
+    ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        if self.self_attention:
+            q, k, v = self.qkv_proj(query).chunk(3, dim=-1)
+            return q, k, v
+        q = self.q_proj(query)
+        if key is None:
+            return q, None, None
+        k, v = self.kv_proj(key).chunk(2, dim=-1)
+        return q, k, v
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Optional[Tensor] = None,
+        key_padding_mask: Optional[Tensor] = None,
+        attn_mask: Optional[Tensor] = None,
+        incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]] = None,
+        need_weights: bool = False,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """
+        Args:
+            query: T x B x C_q
+            key: S x B x C_k, the encoder output (encoder-decoder attention only)
+            key_padding_mask: B x S, True at padding
+            attn_mask: T x S, added to the scores (-inf hides a position)
+            incremental_state: fairseq's decoding cache; self-attention appends
+                this step's key and value, encoder-decoder attention computes
+                them once and reuses them
+        Returns:
+            T x B x out_dim, and the B x T x S attention weights if asked for
+        """
+        saved: Optional[Dict[str, Optional[Tensor]]] = None
+        if incremental_state is not None:
+            saved = self._get_input_buffer(incremental_state)
+            if not self.self_attention and "prev_key" in saved:
+                key = None  # static keys and values are cached
+
+        q, k, v = self._project(query, key)
+        # T x B x C -> B x T x C
+        q = (q * self.scaling).transpose(0, 1)
+        if k is not None:
+            k = k.transpose(0, 1)
+        if v is not None:
+            v = v.transpose(0, 1)
+
+        if saved is not None:
+            prev_key = saved.get("prev_key")
+            prev_value = saved.get("prev_value")
+            if prev_key is not None and prev_value is not None:
+                if self.self_attention:
+                    assert k is not None and v is not None
+                    k = torch.cat([prev_key, k], dim=1)
+                    v = torch.cat([prev_value, v], dim=1)
+                else:
+                    k, v = prev_key, prev_value
+            assert k is not None and v is not None
+            saved["prev_key"] = k
+            saved["prev_value"] = v
+            assert incremental_state is not None
+            self._set_input_buffer(incremental_state, saved)
+        assert k is not None and v is not None
+
+        # B x T x C @ B x C x S -> B x T x S
+        scores = torch.bmm(q, k.transpose(1, 2))
+        if attn_mask is not None:
+            scores = scores + attn_mask.unsqueeze(0)
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(
+                key_padding_mask.unsqueeze(1).to(torch.bool), float("-inf")
+            )
+        weights = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
+        probs = F.dropout(weights, p=self.dropout, training=self.training)
+        # B x T x S @ B x S x C -> B x T x C -> T x B x C
+        out = torch.bmm(probs, v).transpose(0, 1)
+        out = self.out_proj(out)
+        if need_weights:
+            return out, weights
+        return out, None
+
+    def reorder_incremental_state(
+        self,
+        incremental_state: Dict[str, Dict[str, Optional[Tensor]]],
+        new_order: Tensor,
+    ):
+        """Follow the beam: reorder every cached tensor along the batch."""
+        buffer = self._get_input_buffer(incremental_state)
+        for name in list(buffer.keys()):
+            cached = buffer[name]
+            if cached is not None:
+                buffer[name] = cached.index_select(0, new_order)
+        self._set_input_buffer(incremental_state, buffer)
+        return incremental_state
+
+    def _get_input_buffer(
+        self, incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]]
+    ) -> Dict[str, Optional[Tensor]]:
+        result = self.get_incremental_state(incremental_state, "attn_state")
+        if result is not None:
+            return result
+        empty: Dict[str, Optional[Tensor]] = {}
+        return empty
+
+    def _set_input_buffer(
+        self,
+        incremental_state: Dict[str, Dict[str, Optional[Tensor]]],
+        buffer: Dict[str, Optional[Tensor]],
+    ):
+        return self.set_incremental_state(incremental_state, "attn_state", buffer)

@@ -1,0 +1,307 @@
+"""The DeLighT model's configuration: one dataclass, its defaults and checks.
+
+Field names are the authors' command-line flags (``delight_emb_out_dim`` is
+``--delight-emb-out-dim``), so their published commands run unchanged. A field
+left at ``None`` is derived from the others by :func:`resolve`.
+"""
+
+from argparse import Namespace
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from omegaconf import II
+
+from .scaling import block_schedule, dextra_plan, group_cap
+
+SCALING_CHOICES = ChoiceEnum(["block", "uniform"])
+
+
+@dataclass
+class DeLighTConfig(FairseqDataclass):
+    """Configuration of ``delight_transformer`` (see spec sections 1-5)."""
+
+    # embedding
+    delight_emb_map_dim: int = field(
+        default=128,
+        metadata={"help": "width of the look-up table (and of the output softmax)"},
+    )
+    delight_emb_out_dim: int = field(
+        default=128,
+        metadata={"help": "model width d_m: output of the embedding and of each block"},
+    )
+    delight_emb_width_mult: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "width multiplier of the embedding DExTra, which expands to "
+            "this times the map dim (default: --delight-enc-width-mult)"
+        },
+    )
+    delight_emb_max_groups: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "group cap of the embedding DExTra "
+            "(default: 2^ceil(log2(d_m/32)))"
+        },
+    )
+    delight_emb_dropout: float = field(
+        default=0.1,
+        metadata={"help": "dropout on the scaled look-up, one mask over time"},
+    )
+    delight_emb_depth: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "GLT layers in the embedding DExTra "
+            "(default: --delight-dec-min-depth)"
+        },
+    )
+    # encoder
+    delight_enc_scaling: SCALING_CHOICES = field(  # type: ignore
+        default="block",
+        metadata={"help": "encoder scaling: block-wise or uniform depth and width"},
+    )
+    delight_enc_layers: Optional[int] = field(
+        default=None,
+        metadata={"help": "number of encoder blocks (default: --delight-enc-max-depth)"},
+    )
+    delight_enc_min_depth: int = field(
+        default=4, metadata={"help": "DExTra depth of the first encoder block"}
+    )
+    delight_enc_max_depth: int = field(
+        default=8, metadata={"help": "DExTra depth of the last encoder block"}
+    )
+    delight_enc_width_mult: float = field(
+        default=2.0,
+        metadata={"help": "DExTra width multiplier of the first encoder block"},
+    )
+    delight_enc_ffn_red: int = field(
+        default=4,
+        metadata={"help": "light FFN reduction: the encoder FFN is d_m -> d_m/r -> d_m"},
+    )
+    delight_enc_max_groups: Optional[int] = field(
+        default=None,
+        metadata={"help": "group cap of encoder GLTs (default: 2^ceil(log2(d_m/32)))"},
+    )
+    # decoder
+    delight_dec_scaling: SCALING_CHOICES = field(  # type: ignore
+        default="block",
+        metadata={"help": "decoder scaling: block-wise or uniform depth and width"},
+    )
+    delight_dec_layers: Optional[int] = field(
+        default=None,
+        metadata={"help": "number of decoder blocks (default: --delight-dec-max-depth)"},
+    )
+    delight_dec_min_depth: int = field(
+        default=4, metadata={"help": "DExTra depth of the first decoder block"}
+    )
+    delight_dec_max_depth: int = field(
+        default=8, metadata={"help": "DExTra depth of the last decoder block"}
+    )
+    delight_dec_width_mult: float = field(
+        default=2.0,
+        metadata={"help": "DExTra width multiplier of the first decoder block"},
+    )
+    delight_dec_ffn_red: int = field(
+        default=4,
+        metadata={"help": "light FFN reduction: the decoder FFN is d_m -> d_m/r -> d_m"},
+    )
+    delight_dec_max_groups: Optional[int] = field(
+        default=None,
+        metadata={"help": "group cap of decoder GLTs (default: 2^ceil(log2(d_m/32)))"},
+    )
+    # everything else
+    no_glt_shuffle: bool = field(
+        default=False, metadata={"help": "disable the feature shuffle inside GLTs"}
+    )
+    delight_dropout: float = field(
+        default=0.1, metadata={"help": "dropout after every layer of every DExTra"}
+    )
+    ffn_dropout: float = field(
+        default=0.1, metadata={"help": "dropout after the light FFN's output layer"}
+    )
+    pe_dropout: float = field(
+        default=0.1,
+        metadata={"help": "dropout after adding positions, one mask over time"},
+    )
+    dropout: float = field(
+        default=0.1, metadata={"help": "dropout after each attention's output"}
+    )
+    attention_dropout: float = field(
+        default=0.1, metadata={"help": "dropout on the attention weights"}
+    )
+    activation_dropout: float = field(
+        default=0.0,
+        metadata={"help": "dropout after the light FFN's activation"},
+    )
+    share_all_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "one look-up table for encoder, decoder and output "
+            "(needs a joined dictionary)"
+        },
+    )
+    share_decoder_input_output_embed: bool = field(
+        default=False,
+        metadata={"help": "use the decoder's look-up table as the output softmax"},
+    )
+    encoder_normalize_before: bool = field(
+        default=False, metadata={"help": "pre-norm encoder blocks (default post-norm)"}
+    )
+    decoder_normalize_before: bool = field(
+        default=False, metadata={"help": "pre-norm decoder blocks (default post-norm)"}
+    )
+    max_source_positions: int = II("task.max_source_positions")
+    max_target_positions: int = II("task.max_target_positions")
+
+
+def config_from(source: Any) -> DeLighTConfig:
+    """A plain :class:`DeLighTConfig` from an argparse Namespace, a DictConfig
+    or another config, with fairseq's defaults for anything absent."""
+    cfg = DeLighTConfig()
+    for f in fields(DeLighTConfig):
+        value = getattr(source, f.name, None)
+        if value is None and f.name in ("max_source_positions", "max_target_positions"):
+            value = 1024
+        if value is not None:
+            setattr(cfg, f.name, value)
+    return cfg
+
+
+def resolve(cfg: DeLighTConfig) -> DeLighTConfig:
+    """Fill the derived fields (those left at ``None``) and check the result.
+
+    Raises ValueError, naming the flag, for any setting that cannot build.
+    """
+    _check_width(cfg)
+    cap = group_cap(cfg.delight_emb_out_dim)
+    for side in ("emb", "enc", "dec"):
+        name = f"delight_{side}_max_groups"
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, cap)
+    if cfg.delight_emb_width_mult is None:
+        cfg.delight_emb_width_mult = cfg.delight_enc_width_mult
+    if cfg.delight_emb_depth is None:
+        cfg.delight_emb_depth = cfg.delight_dec_min_depth
+    for side in ("enc", "dec"):
+        if getattr(cfg, f"delight_{side}_layers") is None:
+            setattr(cfg, f"delight_{side}_layers", getattr(cfg, f"delight_{side}_max_depth"))
+    validate(cfg)
+    return cfg
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_width(cfg: DeLighTConfig) -> None:
+    d_m = cfg.delight_emb_out_dim
+    if d_m <= 0 or d_m % 2:
+        raise ValueError(
+            f"--delight-emb-out-dim (d_m) is {d_m}; it must be a positive even "
+            "number, since attention runs at d_m/2 (for example 128, 256 or 512)"
+        )
+    if cfg.delight_emb_map_dim <= 0:
+        raise ValueError(
+            f"--delight-emb-map-dim is {cfg.delight_emb_map_dim}; it must be positive "
+            "(the paper uses 128)"
+        )
+
+
+def validate(cfg: DeLighTConfig) -> None:
+    """Raise ValueError for a configuration that cannot build a DeLighT model."""
+    d_m = cfg.delight_emb_out_dim
+    _check_width(cfg)
+    for name in ("dropout", "attention_dropout", "activation_dropout", "ffn_dropout",
+                 "pe_dropout", "delight_dropout", "delight_emb_dropout"):
+        p = getattr(cfg, name)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"{_flag(name)} is {p}; a dropout must lie in [0, 1)")
+    if cfg.delight_emb_width_mult <= 0:
+        raise ValueError(
+            f"--delight-emb-width-mult is {cfg.delight_emb_width_mult}; "
+            "it must be > 0 (the paper uses 2)"
+        )
+    if cfg.delight_emb_depth < 1:
+        raise ValueError(
+            f"--delight-emb-depth is {cfg.delight_emb_depth}; it must be >= 1"
+        )
+    for side in ("enc", "dec"):
+        _validate_side(cfg, side)
+    # every DExTra must split into its groups: check each plan once
+    _check_plan(cfg, "emb", cfg.delight_emb_map_dim, d_m,
+                [(cfg.delight_emb_depth, cfg.delight_emb_width_mult)])
+    for side in ("enc", "dec"):
+        _check_plan(cfg, side, d_m, d_m // 2,
+                    [(b.depth, b.width_mult) for b in side_schedule(cfg, side)])
+
+
+def _validate_side(cfg: DeLighTConfig, side: str) -> None:
+    def get(key):
+        return getattr(cfg, f"delight_{side}_{key}")
+
+    lo, hi = get("min_depth"), get("max_depth")
+    if lo < 1:
+        raise ValueError(f"--delight-{side}-min-depth is {lo}; it must be >= 1")
+    if lo > hi:
+        raise ValueError(
+            f"--delight-{side}-min-depth ({lo}) is larger than "
+            f"--delight-{side}-max-depth ({hi}); set min <= max (the paper uses 4 and 8)"
+        )
+    if get("scaling") == "uniform" and lo != hi:
+        raise ValueError(
+            f"--delight-{side}-scaling uniform gives every block one depth, but "
+            f"--delight-{side}-min-depth ({lo}) differs from --delight-{side}-max-depth "
+            f"({hi}); set them equal, or use --delight-{side}-scaling block"
+        )
+    if get("layers") < 1:
+        raise ValueError(f"--delight-{side}-layers is {get('layers')}; it must be >= 1")
+    if get("width_mult") <= 0:
+        raise ValueError(
+            f"--delight-{side}-width-mult is {get('width_mult')}; it must be > 0 "
+            "(the paper uses 2)"
+        )
+    red = get("ffn_red")
+    d_m = cfg.delight_emb_out_dim
+    if red < 1 or d_m % red:
+        divisors = [r for r in (2, 4, 8, 16) if d_m % r == 0]
+        raise ValueError(
+            f"--delight-{side}-ffn-red is {red}, which does not divide d_m = {d_m} "
+            f"(--delight-emb-out-dim); use one of {divisors or [1]}"
+        )
+
+
+def side_schedule(cfg: DeLighTConfig, side: str):
+    """The block schedule of the encoder (``enc``) or decoder (``dec``)."""
+    return block_schedule(
+        getattr(cfg, f"delight_{side}_layers"),
+        getattr(cfg, f"delight_{side}_min_depth"),
+        getattr(cfg, f"delight_{side}_max_depth"),
+        getattr(cfg, f"delight_{side}_width_mult"),
+        str(getattr(cfg, f"delight_{side}_scaling")),
+    )
+
+
+def _check_plan(cfg: DeLighTConfig, side: str, d_in: int, d_out: int, blocks) -> None:
+    d_m = cfg.delight_emb_out_dim
+    proj = d_m // 2
+    groups_flag = f"--delight-{side}-max-groups"
+    cap = getattr(cfg, f"delight_{side}_max_groups")
+    if cap < 1:
+        raise ValueError(f"{groups_flag} is {cap}; it must be >= 1")
+    for depth, mult in blocks:
+        plan = dextra_plan(d_in, proj, d_out, depth, mult, cap)
+        for i, layer in enumerate(plan):
+            # the mixer before layer i > 0 splits X (d_m/2 wide) into its groups
+            widths = [layer.out_features, proj if i > 0 else layer.in_features]
+            if any(w % layer.groups for w in widths):
+                raise ValueError(
+                    f"d_m = {d_m} (--delight-emb-out-dim) does not split into "
+                    f"{layer.groups} GLT groups (capped by {groups_flag} = {cap}): "
+                    f"d_m/2 = {proj} and every DExTra width must be divisible by "
+                    f"the group count. Use a d_m that is a multiple of "
+                    f"{2 * layer.groups}, or a smaller {groups_flag}"
+                )
+
+
+def as_namespace(cfg: DeLighTConfig) -> Namespace:
+    return Namespace(**{f.name: getattr(cfg, f.name) for f in fields(DeLighTConfig)})

@@ -1,0 +1,178 @@
+"""DeLighT encoder and decoder blocks (spec section 3).
+
+Each block: DExTra -> single-head attention (d_m/2 wide) -> light FFN that
+reduces d_m -> d_m/r -> d_m. Residual connections surround the attention part
+and the FFN part; LayerNorm comes after each (post-norm) unless
+``normalize_before`` is set.
+"""
+
+from typing import Dict, List, Optional, Tuple
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import SingleHeadAttention
+from .dextra import DExTra
+from .group_linear import Linear
+
+
+class LightFFN(nn.Module):
+    """Linear(d_m, d_m/r) -> swish -> dropout -> Linear(d_m/r, d_m) -> dropout."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        reduction: int,
+        activation_dropout: float,
+        ffn_dropout: float,
+    ):
+        super().__init__()
+        self.fc1 = Linear(embed_dim, embed_dim // reduction)
+        self.fc2 = Linear(embed_dim // reduction, embed_dim)
+        self.activation_dropout = activation_dropout
+        self.ffn_dropout = ffn_dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.silu(self.fc1(x))
+        x = F.dropout(x, p=self.activation_dropout, training=self.training)
+        x = self.fc2(x)
+        return F.dropout(x, p=self.ffn_dropout, training=self.training)
+
+
+class _Sublayer(nn.Module):
+    """Residual + LayerNorm bookkeeping shared by every part of a block."""
+
+    def __init__(self, embed_dim: int, normalize_before: bool):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(embed_dim)
+        self.normalize_before = normalize_before
+
+    def pre(self, x: Tensor) -> Tensor:
+        return self.layer_norm(x) if self.normalize_before else x
+
+    def post(self, x: Tensor, residual: Tensor) -> Tensor:
+        x = residual + x
+        return x if self.normalize_before else self.layer_norm(x)
+
+
+class DeLighTEncoderLayer(nn.Module):
+    """Encoder block: DExTra + self-attention, then the light FFN."""
+
+    def __init__(self, cfg, depth: int, width_mult: float):
+        super().__init__()
+        d_m = cfg.delight_emb_out_dim
+        proj = d_m // 2
+        self.dropout = cfg.dropout
+        self.dextra = DExTra(
+            d_m,
+            proj,
+            proj,
+            depth,
+            width_mult,
+            cfg.delight_enc_max_groups,
+            dropout=cfg.delight_dropout,
+            shuffle=not cfg.no_glt_shuffle,
+        )
+        self.self_attn = SingleHeadAttention(
+            proj, proj, d_m, dropout=cfg.attention_dropout, self_attention=True
+        )
+        self.self_attn_norm = _Sublayer(d_m, cfg.encoder_normalize_before)
+        self.ffn = LightFFN(
+            d_m, cfg.delight_enc_ffn_red, cfg.activation_dropout, cfg.ffn_dropout
+        )
+        self.ffn_norm = _Sublayer(d_m, cfg.encoder_normalize_before)
+
+    def forward(self, x: Tensor, encoder_padding_mask: Optional[Tensor]) -> Tensor:
+        """x: T x B x d_m; encoder_padding_mask: B x T, True at padding."""
+        residual = x
+        x = self.dextra(self.self_attn_norm.pre(x))
+        x, _ = self.self_attn(x, key_padding_mask=encoder_padding_mask)
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = self.self_attn_norm.post(x, residual)
+
+        residual = x
+        x = self.ffn(self.ffn_norm.pre(x))
+        return self.ffn_norm.post(x, residual)
+
+
+class DeLighTDecoderLayer(nn.Module):
+    """Decoder block: DExTra + causal self-attention, encoder-decoder
+    attention (query straight from the block's stream), then the light FFN."""
+
+    def __init__(self, cfg, depth: int, width_mult: float):
+        super().__init__()
+        d_m = cfg.delight_emb_out_dim
+        proj = d_m // 2
+        self.dropout = cfg.dropout
+        self.dextra = DExTra(
+            d_m,
+            proj,
+            proj,
+            depth,
+            width_mult,
+            cfg.delight_dec_max_groups,
+            dropout=cfg.delight_dropout,
+            shuffle=not cfg.no_glt_shuffle,
+        )
+        self.self_attn = SingleHeadAttention(
+            proj, proj, d_m, dropout=cfg.attention_dropout, self_attention=True
+        )
+        self.self_attn_norm = _Sublayer(d_m, cfg.decoder_normalize_before)
+        self.encoder_attn = SingleHeadAttention(
+            d_m,
+            proj,
+            d_m,
+            key_dim=d_m,
+            dropout=cfg.attention_dropout,
+            self_attention=False,
+        )
+        self.encoder_attn_norm = _Sublayer(d_m, cfg.decoder_normalize_before)
+        self.ffn = LightFFN(
+            d_m, cfg.delight_dec_ffn_red, cfg.activation_dropout, cfg.ffn_dropout
+        )
+        self.ffn_norm = _Sublayer(d_m, cfg.decoder_normalize_before)
+
+    def forward(
+        self,
+        x: Tensor,
+        encoder_out: Optional[Tensor],
+        encoder_padding_mask: Optional[Tensor],
+        incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]] = None,
+        self_attn_mask: Optional[Tensor] = None,
+        self_attn_padding_mask: Optional[Tensor] = None,
+        need_attn: bool = False,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """x: T x B x d_m; encoder_out: S x B x d_m. Returns the block's output
+        and, if ``need_attn``, the B x T x S encoder-decoder attention."""
+        residual = x
+        x = self.dextra(self.self_attn_norm.pre(x))
+        x, _ = self.self_attn(
+            x,
+            key_padding_mask=self_attn_padding_mask,
+            attn_mask=self_attn_mask,
+            incremental_state=incremental_state,
+        )
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = self.self_attn_norm.post(x, residual)
+
+        attn: Optional[Tensor] = None
+        if encoder_out is not None:
+            residual = x
+            x, attn = self.encoder_attn(
+                self.encoder_attn_norm.pre(x),
+                key=encoder_out,
+                key_padding_mask=encoder_padding_mask,
+                incremental_state=incremental_state,
+                need_weights=need_attn,
+            )
+            x = F.dropout(x, p=self.dropout, training=self.training)
+            x = self.encoder_attn_norm.post(x, residual)
+
+        residual = x
+        x = self.ffn(self.ffn_norm.pre(x))
+        return self.ffn_norm.post(x, residual), attn
+
+
+def stack_depths(layers: List[nn.Module]) -> List[int]:
+    """DExTra depth of each block, for logging and summaries."""
+    return [layer.dextra.depth for layer in layers]

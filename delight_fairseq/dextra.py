@@ -1,0 +1,69 @@
+"""DExTra: the deep, light expand-then-reduce unit of spec section 2."""
+
+import torch
+from torch import Tensor, nn
+
+from .group_linear import GroupLinear, LinearNormAct
+from .scaling import dextra_plan
+
+
+def mix_inputs(x: Tensor, y: Tensor, groups: int) -> Tensor:
+    """The input mixer: split X and Y into ``groups`` chunks each, concatenate
+    chunk i of X with chunk i of Y, and flatten.
+
+    This keeps every group of the next GLT connected to the unit's input X.
+    """
+    lead = x.shape[:-1]
+    x = x.reshape(lead + (groups, -1))
+    y = y.reshape(lead + (groups, -1))
+    return torch.cat([x, y], dim=-1).reshape(lead + (-1,))
+
+
+class DExTra(nn.Module):
+    """``DExTra(D_in, P, D_o, N, w, g_max)``.
+
+    An input layer maps D_in to P (call it X), N GLT layers expand to
+    ``w * D_in`` and reduce to D_o, each after the first reading the mix of X
+    and the previous output, and an output layer maps [X, Y_N] to D_o.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        proj_features: int,
+        out_features: int,
+        depth: int,
+        width_mult: float,
+        max_groups: int,
+        dropout: float = 0.0,
+        shuffle: bool = True,
+    ):
+        super().__init__()
+        self.in_features = in_features
+        self.proj_features = proj_features
+        self.out_features = out_features
+        self.depth = depth
+        self.width_mult = width_mult
+        self.plan = dextra_plan(
+            in_features, proj_features, out_features, depth, width_mult, max_groups
+        )
+        self.input_layer = LinearNormAct(in_features, proj_features, dropout)
+        self.glt_layers = nn.ModuleList(
+            GroupLinear(s.in_features, s.out_features, s.groups, shuffle, dropout)
+            for s in self.plan
+        )
+        self.output_layer = LinearNormAct(
+            proj_features + out_features, out_features, dropout
+        )
+
+    def extra_repr(self) -> str:
+        return f"depth={self.depth}, width_mult={self.width_mult}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.input_layer(x)
+        y = x
+        for i, layer in enumerate(self.glt_layers):
+            if i > 0:
+                y = mix_inputs(x, y, layer.groups)
+            y = layer(y)
+        return self.output_layer(torch.cat([x, y], dim=-1))

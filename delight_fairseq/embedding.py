@@ -1,0 +1,59 @@
+"""The DeLighT embedding (spec section 4): a narrow table, then a DExTra."""
+
+import math
+
+from torch import Tensor, nn
+
+from .dextra import DExTra
+
+
+def shared_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout with one mask per sequence, shared over all time steps.
+
+    x: B x T x C. The mask is B x 1 x C, so a dropped feature stays dropped for
+    the whole sentence (the recurrent dropout of Gal & Ghahramani).
+    """
+    if not training or p <= 0.0:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(keep).div_(keep)
+    return x * mask
+
+
+def build_table(num_embeddings: int, dim: int, padding_idx: int) -> nn.Embedding:
+    table = nn.Embedding(num_embeddings, dim, padding_idx=padding_idx)
+    nn.init.normal_(table.weight, mean=0.0, std=dim**-0.5)
+    nn.init.zeros_(table.weight[padding_idx])
+    return table
+
+
+class DeLighTEmbedding(nn.Module):
+    """Look-up table (V x map_dim) -> scale -> shared dropout -> DExTra to d_m.
+
+    Only the table may be shared between encoder and decoder; each side keeps
+    its own DExTra.
+    """
+
+    def __init__(self, cfg, table: nn.Embedding):
+        super().__init__()
+        self.table = table
+        self.padding_idx = table.padding_idx
+        self.embedding_dim = cfg.delight_emb_out_dim
+        self.embed_scale = math.sqrt(table.embedding_dim)
+        self.dropout = cfg.delight_emb_dropout
+        self.dextra = DExTra(
+            table.embedding_dim,
+            cfg.delight_emb_out_dim // 2,
+            cfg.delight_emb_out_dim,
+            cfg.delight_emb_depth,
+            cfg.delight_emb_width_mult,
+            cfg.delight_emb_max_groups,
+            dropout=cfg.delight_dropout,
+            shuffle=not cfg.no_glt_shuffle,
+        )
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: B x T -> B x T x d_m."""
+        x = self.table(tokens) * self.embed_scale
+        x = shared_dropout(x, self.dropout, self.training)
+        return self.dextra(x)

@@ -1,0 +1,89 @@
+"""Group linear transformation (GLT) and the plain layers DExTra is built from."""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def Linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
+    """nn.Linear with DeLighT's init: Xavier-uniform weights, zero bias."""
+    layer = nn.Linear(in_features, out_features, bias=bias)
+    nn.init.xavier_uniform_(layer.weight)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class LinearNormAct(nn.Module):
+    """Linear -> LayerNorm -> swish -> dropout: DExTra's input and output layers."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float = 0.0):
+        super().__init__()
+        self.linear = Linear(in_features, out_features)
+        self.layer_norm = nn.LayerNorm(out_features)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.silu(self.layer_norm(self.linear(x)))
+        return F.dropout(x, p=self.dropout, training=self.training)
+
+
+class GroupLinear(nn.Module):
+    """GLT(in, out, g) of spec section 1.
+
+    The input's features split into ``g`` equal groups; each group has its own
+    (in/g x out/g) weight. The output is optionally channel-shuffled, then
+    normalized per group with one affine pair shared by all groups, passed
+    through swish and dropout. With g = 1 this is Linear + LayerNorm + swish.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        groups: int,
+        shuffle: bool = True,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if in_features % groups or out_features % groups:
+            raise ValueError(
+                f"GLT({in_features} -> {out_features}) cannot split into {groups} "
+                "groups: both widths must be divisible by the group count"
+            )
+        self.in_features = in_features
+        self.out_features = out_features
+        self.groups = groups
+        # shuffling a single group is the identity
+        self.shuffle = shuffle and groups > 1
+        self.dropout = dropout
+        self.weight = nn.Parameter(
+            torch.empty(groups, in_features // groups, out_features // groups)
+        )
+        self.bias = nn.Parameter(torch.zeros(groups, out_features // groups))
+        self.norm_weight = nn.Parameter(torch.ones(out_features // groups))
+        self.norm_bias = nn.Parameter(torch.zeros(out_features // groups))
+        nn.init.xavier_uniform_(self.weight)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"groups={self.groups}, shuffle={self.shuffle}, dropout={self.dropout}"
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        g = self.groups
+        # ... x in -> g x N x in/g: one batched matmul over the groups
+        x = x.reshape(-1, g, self.in_features // g).transpose(0, 1)
+        x = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+        if self.shuffle:
+            # g x N x out/g -> N x out/g x g, read back row-major as N x g x out/g
+            x = x.permute(1, 2, 0).reshape(-1, g, self.out_features // g)
+        else:
+            x = x.transpose(0, 1)
+        x = F.layer_norm(
+            x, (self.out_features // g,), self.norm_weight, self.norm_bias
+        )
+        x = F.dropout(F.silu(x), p=self.dropout, training=self.training)
+        return x.reshape(lead + (self.out_features,))

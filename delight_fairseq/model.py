@@ -1,0 +1,214 @@
+"""The ``delight_transformer`` model and its named presets (``--arch``)."""
+
+import logging
+from typing import Optional
+
+from fairseq.models import (
+    FairseqEncoderDecoderModel,
+    register_model,
+    register_model_architecture,
+)
+from torch import Tensor
+
+from .config import DeLighTConfig, config_from, resolve, side_schedule
+from .decoder import DeLighTDecoder
+from .embedding import DeLighTEmbedding, build_table
+from .encoder import DeLighTEncoder
+from .scaling import scaled_dropout
+
+logger = logging.getLogger(__name__)
+
+
+@register_model("delight_transformer", dataclass=DeLighTConfig)
+class DeLighTTransformerModel(FairseqEncoderDecoderModel):
+    """DeLighT (Mehta et al., ICLR 2021): a transformer whose blocks are deep,
+    light DExTra units with single-head attention and a reducing FFN, scaled
+    block-wise from shallow and narrow to deep and wide."""
+
+    def __init__(self, cfg: DeLighTConfig, encoder, decoder):
+        super().__init__(encoder, decoder)
+        self.cfg = cfg
+
+    @classmethod
+    def build_model(cls, cfg, task):
+        cfg = resolve(config_from(cfg))
+        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+        map_dim = cfg.delight_emb_map_dim
+
+        if cfg.share_all_embeddings and src_dict != tgt_dict:
+            raise ValueError(
+                "--share-all-embeddings needs one joined dictionary for source and "
+                "target: binarize with `fairseq-preprocess --joined-dictionary`, or "
+                "drop --share-all-embeddings (an IWSLT-style preset shares only "
+                "--share-decoder-input-output-embed)"
+            )
+        if cfg.share_all_embeddings:
+            cfg.share_decoder_input_output_embed = True
+
+        src_table = build_table(len(src_dict), map_dim, src_dict.pad())
+        tgt_table = (
+            src_table
+            if cfg.share_all_embeddings
+            else build_table(len(tgt_dict), map_dim, tgt_dict.pad())
+        )
+        # only the table is shared: each side keeps its own embedding DExTra
+        encoder = DeLighTEncoder(cfg, src_dict, DeLighTEmbedding(cfg, src_table))
+        decoder = DeLighTDecoder(cfg, tgt_dict, DeLighTEmbedding(cfg, tgt_table))
+        model = cls(cfg, encoder, decoder)
+        logger.info(model.describe())
+        return model
+
+    def describe(self) -> str:
+        """One line: width, blocks and their DExTra depths, parameters."""
+        cfg = self.cfg
+        enc = [b.depth for b in side_schedule(cfg, "enc")]
+        dec = [b.depth for b in side_schedule(cfg, "dec")]
+        # depth as the paper counts it: N + 4 layers for a block with N GLTs
+        depth = sum(d + 4 for d in enc + dec)
+        n_params = sum(p.numel() for p in self.parameters())
+        return (
+            f"DeLighT: d_m={cfg.delight_emb_out_dim}, encoder {len(enc)} blocks "
+            f"(DExTra depths {enc}), decoder {len(dec)} blocks (DExTra depths {dec}), "
+            f"embedding DExTra depth {cfg.delight_emb_depth}, total depth {depth}, "
+            f"parameters {n_params:,}"
+        )
+
+    def forward(
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor,
+        prev_output_tokens: Tensor,
+        return_all_hiddens: bool = True,
+        features_only: bool = False,
+        alignment_layer: Optional[int] = None,
+        alignment_heads: Optional[int] = None,
+    ):
+        encoder_out = self.encoder(
+            src_tokens, src_lengths=src_lengths, return_all_hiddens=return_all_hiddens
+        )
+        return self.decoder(
+            prev_output_tokens,
+            encoder_out=encoder_out,
+            features_only=features_only,
+            alignment_layer=alignment_layer,
+            alignment_heads=alignment_heads,
+            src_lengths=src_lengths,
+            return_all_hiddens=return_all_hiddens,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Presets. Each states only what differs, then falls through to the base.
+# Architecture functions run more than once (at parsing and at build), so
+# they only fill what is unset.
+
+
+def _default(args, name: str, value) -> None:
+    if getattr(args, name, None) is None:
+        setattr(args, name, value)
+
+
+@register_model_architecture("delight_transformer", "delight")
+def base_architecture(args):
+    """The authors' base: d_m 128, depths 4 -> 8, width multiplier 2."""
+    defaults = DeLighTConfig()
+    for name in DeLighTConfig.__dataclass_fields__:
+        value = getattr(defaults, name)
+        if isinstance(value, str) and value.startswith("${"):
+            continue  # positions come from the task
+        _default(args, name, value)
+
+
+#: Dropout rules by data set (spec section 9): (base, reference d_m, cap).
+DROPOUT_RULES = {
+    "wmt14_en_de": {
+        "dropout": (0.3, 1024, 0.3),
+        "attention_dropout": (0.1, 1024, 0.1),
+        "delight_dropout": None,
+    },
+    "wmt16_en_ro": {
+        "dropout": (0.3, 1024, 0.3),
+        "attention_dropout": (0.1, 1024, 0.1),
+        "delight_dropout": (0.1, 512, 0.1),
+    },
+    "wmt14_en_fr": {
+        "dropout": (0.1, 1024, 0.1),
+        "attention_dropout": (0.1, 1024, 0.1),
+        "delight_dropout": None,
+    },
+    "iwslt": {
+        "dropout": (0.3, 512, 0.3),
+        "attention_dropout": (0.1, 512, 0.1),
+        "delight_dropout": (0.1, 512, 0.1),
+    },
+}
+
+
+def preset_dropouts(dataset: str, d_m: int) -> dict:
+    """Dropout values of a data set's preset at width d_m."""
+    out = {}
+    for name, rule in DROPOUT_RULES[dataset].items():
+        out[name] = scaled_dropout(rule[0], rule[1], d_m, rule[2]) if rule else 0.0
+    out["ffn_dropout"] = out["dropout"]
+    return out
+
+
+def _paper_preset(args, dataset: str, share_all: bool) -> None:
+    """The published setup: d_m 512, 4 -> 8, blocks = max depth, embedding
+    DExTra as deep as the decoder's first block, dropouts by width."""
+    _default(args, "delight_emb_out_dim", 512)
+    for side in ("enc", "dec"):
+        _default(args, f"delight_{side}_min_depth", 4)
+        _default(args, f"delight_{side}_max_depth", 8)
+        _default(args, f"delight_{side}_layers", getattr(args, f"delight_{side}_max_depth"))
+        _default(args, f"delight_{side}_width_mult", 2.0)
+    _default(args, "delight_emb_depth", args.delight_dec_min_depth)
+    _default(args, "delight_emb_width_mult", args.delight_enc_width_mult)
+    for name, value in preset_dropouts(dataset, args.delight_emb_out_dim).items():
+        _default(args, name, value)
+    _default(args, "delight_emb_dropout", 0.1)
+    _default(args, "pe_dropout", 0.1)
+    _default(args, "activation_dropout", 0.0)
+    _default(args, "share_all_embeddings", share_all)
+    _default(args, "share_decoder_input_output_embed", True)
+    base_architecture(args)
+
+
+@register_model_architecture("delight_transformer", "delight_transformer_iwslt_de_en")
+def delight_iwslt_de_en(args):
+    _paper_preset(args, "iwslt", share_all=False)
+
+
+@register_model_architecture("delight_transformer", "delight_transformer_iwslt_en_de")
+def delight_iwslt_en_de(args):
+    _paper_preset(args, "iwslt", share_all=False)
+
+
+@register_model_architecture("delight_transformer", "delight_transformer_wmt16_en_ro")
+def delight_wmt16_en_ro(args):
+    _paper_preset(args, "wmt16_en_ro", share_all=True)
+
+
+@register_model_architecture("delight_transformer", "delight_transformer_wmt16_ro_en")
+def delight_wmt16_ro_en(args):
+    _paper_preset(args, "wmt16_en_ro", share_all=True)
+
+
+@register_model_architecture("delight_transformer", "delight_transformer_wmt14_en_de")
+def delight_wmt14_en_de(args):
+    _paper_preset(args, "wmt14_en_de", share_all=True)
+
+
+@register_model_architecture("delight_transformer", "delight_transformer_wmt14_de_en")
+def delight_wmt14_de_en(args):
+    _paper_preset(args, "wmt14_en_de", share_all=True)
+
+
+@register_model_architecture("delight_transformer", "delight_transformer_wmt14_en_fr")
+def delight_wmt14_en_fr(args):
+    _paper_preset(args, "wmt14_en_fr", share_all=True)
+
+
+@register_model_architecture("delight_transformer", "delight_transformer_wmt14_fr_en")
+def delight_wmt14_fr_en(args):
+    _paper_preset(args, "wmt14_en_fr", share_all=True)
