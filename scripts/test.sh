@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up the environment (once) and run lint and the whole test suite.
+# Usage: bash scripts/test.sh [extra pytest args]
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${DELIGHT_VENV:-$ROOT/.venv}"
+
+bash "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+"$VENV/bin/ruff" check delight_fairseq tests scripts
+"$VENV/bin/ruff" format --check delight_fairseq tests scripts
+"$VENV/bin/python" -m pytest tests "$@"
