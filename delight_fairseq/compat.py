@@ -1,4 +1,6 @@
-"""Let fairseq read its own checkpoints on torch >= 2.6.
+"""Two narrow fixes that stock fairseq (main, as fairseq-fixed) needs on today's stack.
+
+1. Checkpoints on torch >= 2.6.
 
 torch now defaults to ``torch.load(weights_only=True)``, which refuses the
 argparse Namespace, omegaconf configs and numpy values that every fairseq
@@ -7,11 +9,19 @@ checkpoint holds: resume, ``fairseq-generate``, ``fairseq-interactive`` and
 calls made *from fairseq's own modules* that leave ``weights_only`` unset get
 ``weights_only=False``, as they did when fairseq was written. Any explicit
 argument, and every other caller, is left exactly as it was.
+
+2. No silently dropped batch. fairseq main's ``data_utils.batch_by_size`` drops
+the last batch whenever its size is not a multiple of
+``--required-batch-size-multiple`` (8 by default): ``fairseq-generate
+--batch-size 50`` on a 100-sentence test set translates and scores only 96 of
+them, and every training epoch loses a few sentences. fairseq 0.12.2 kept that
+batch; so does this fix. Batches are otherwise unchanged.
 """
 
 import functools
 import sys
 
+import numpy as np
 import torch
 
 _MARK = "_delight_fairseq_compat"
@@ -23,7 +33,12 @@ def _called_from_fairseq(depth: int = 2) -> bool:
 
 
 def install() -> None:
-    """Wrap ``torch.load`` once per process (idempotent)."""
+    """Apply both fixes once per process (idempotent)."""
+    _wrap_torch_load()
+    _keep_remainder_batch()
+
+
+def _wrap_torch_load() -> None:
     if getattr(torch.load, _MARK, False):
         return
     original = torch.load
@@ -36,3 +51,24 @@ def install() -> None:
 
     setattr(load, _MARK, True)
     torch.load = load
+
+
+def _keep_remainder_batch() -> None:
+    from fairseq.data import data_utils
+
+    original = data_utils.batch_by_size
+    if getattr(original, _MARK, False):
+        return
+
+    @functools.wraps(original)
+    def batch_by_size(indices, *args, **kwargs):
+        batches = original(indices, *args, **kwargs)
+        covered = sum(len(b) for b in batches)
+        if covered < len(indices):
+            indices = np.asarray(indices, dtype=np.int64)
+            seen = np.concatenate(batches) if batches else np.empty(0, np.int64)
+            batches = list(batches) + [indices[~np.isin(indices, seen)]]
+        return batches
+
+    setattr(batch_by_size, _MARK, True)
+    data_utils.batch_by_size = batch_by_size

@@ -40,8 +40,7 @@ class DeLighTConfig(FairseqDataclass):
     delight_emb_max_groups: Optional[int] = field(
         default=None,
         metadata={
-            "help": "group cap of the embedding DExTra "
-            "(default: 2^ceil(log2(d_m/32)))"
+            "help": "group cap of the embedding DExTra (default: 2^ceil(log2(d_m/32)))"
         },
     )
     delight_emb_dropout: float = field(
@@ -62,7 +61,9 @@ class DeLighTConfig(FairseqDataclass):
     )
     delight_enc_layers: Optional[int] = field(
         default=None,
-        metadata={"help": "number of encoder blocks (default: --delight-enc-max-depth)"},
+        metadata={
+            "help": "number of encoder blocks (default: --delight-enc-max-depth)"
+        },
     )
     delight_enc_min_depth: int = field(
         default=4, metadata={"help": "DExTra depth of the first encoder block"}
@@ -76,7 +77,9 @@ class DeLighTConfig(FairseqDataclass):
     )
     delight_enc_ffn_red: int = field(
         default=4,
-        metadata={"help": "light FFN reduction: the encoder FFN is d_m -> d_m/r -> d_m"},
+        metadata={
+            "help": "light FFN reduction: the encoder FFN is d_m -> d_m/r -> d_m"
+        },
     )
     delight_enc_max_groups: Optional[int] = field(
         default=None,
@@ -89,7 +92,9 @@ class DeLighTConfig(FairseqDataclass):
     )
     delight_dec_layers: Optional[int] = field(
         default=None,
-        metadata={"help": "number of decoder blocks (default: --delight-dec-max-depth)"},
+        metadata={
+            "help": "number of decoder blocks (default: --delight-dec-max-depth)"
+        },
     )
     delight_dec_min_depth: int = field(
         default=4, metadata={"help": "DExTra depth of the first decoder block"}
@@ -103,7 +108,9 @@ class DeLighTConfig(FairseqDataclass):
     )
     delight_dec_ffn_red: int = field(
         default=4,
-        metadata={"help": "light FFN reduction: the decoder FFN is d_m -> d_m/r -> d_m"},
+        metadata={
+            "help": "light FFN reduction: the decoder FFN is d_m -> d_m/r -> d_m"
+        },
     )
     delight_dec_max_groups: Optional[int] = field(
         default=None,
@@ -184,7 +191,9 @@ def resolve(cfg: DeLighTConfig) -> DeLighTConfig:
         cfg.delight_emb_depth = cfg.delight_dec_min_depth
     for side in ("enc", "dec"):
         if getattr(cfg, f"delight_{side}_layers") is None:
-            setattr(cfg, f"delight_{side}_layers", getattr(cfg, f"delight_{side}_max_depth"))
+            setattr(
+                cfg, f"delight_{side}_layers", getattr(cfg, f"delight_{side}_max_depth")
+            )
     validate(cfg)
     return cfg
 
@@ -211,11 +220,20 @@ def validate(cfg: DeLighTConfig) -> None:
     """Raise ValueError for a configuration that cannot build a DeLighT model."""
     d_m = cfg.delight_emb_out_dim
     _check_width(cfg)
-    for name in ("dropout", "attention_dropout", "activation_dropout", "ffn_dropout",
-                 "pe_dropout", "delight_dropout", "delight_emb_dropout"):
+    for name in (
+        "dropout",
+        "attention_dropout",
+        "activation_dropout",
+        "ffn_dropout",
+        "pe_dropout",
+        "delight_dropout",
+        "delight_emb_dropout",
+    ):
         p = getattr(cfg, name)
         if not 0.0 <= p < 1.0:
             raise ValueError(f"{_flag(name)} is {p}; a dropout must lie in [0, 1)")
+    for side in ("enc", "dec"):
+        _validate_side(cfg, side)
     if cfg.delight_emb_width_mult <= 0:
         raise ValueError(
             f"--delight-emb-width-mult is {cfg.delight_emb_width_mult}; "
@@ -225,14 +243,22 @@ def validate(cfg: DeLighTConfig) -> None:
         raise ValueError(
             f"--delight-emb-depth is {cfg.delight_emb_depth}; it must be >= 1"
         )
-    for side in ("enc", "dec"):
-        _validate_side(cfg, side)
     # every DExTra must split into its groups: check each plan once
-    _check_plan(cfg, "emb", cfg.delight_emb_map_dim, d_m,
-                [(cfg.delight_emb_depth, cfg.delight_emb_width_mult)])
+    _check_plan(
+        cfg,
+        "emb",
+        cfg.delight_emb_map_dim,
+        d_m,
+        [(cfg.delight_emb_depth, cfg.delight_emb_width_mult)],
+    )
     for side in ("enc", "dec"):
-        _check_plan(cfg, side, d_m, d_m // 2,
-                    [(b.depth, b.width_mult) for b in side_schedule(cfg, side)])
+        _check_plan(
+            cfg,
+            side,
+            d_m,
+            d_m // 2,
+            [(b.depth, b.width_mult) for b in side_schedule(cfg, side)],
+        )
 
 
 def _validate_side(cfg: DeLighTConfig, side: str) -> None:

@@ -25,12 +25,19 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from torch import Tensor
 
 
+def _upcast(logits: Tensor) -> Tensor:
+    """Half-precision logits are reduced in float32, as fairseq's log_softmax does."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        return logits.float()
+    return logits
+
+
 class _SmoothedCrossEntropy(torch.autograd.Function):
     """Summed label-smoothed loss and nll from N x V logits."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, epsilon: float, ignore_index: int):
-        z = logits if logits.dtype == torch.float32 else logits.float()
+        z = _upcast(logits)
         vocab = z.size(-1)
         lse = torch.logsumexp(z, dim=-1)
         keep = target.ne(ignore_index)
@@ -53,15 +60,19 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         # a = (1 - eps - eps_i) for the loss, plus 1 for the nll output
         a = (1.0 - ctx.epsilon - eps_i) * grad_loss + grad_nll
         b = eps_i * grad_loss
-        z = logits if logits.dtype == torch.float32 else logits.float()
+        z = _upcast(logits)
         grad = (z - lse.unsqueeze(-1)).exp_()  # the one N x V tensor
         grad.mul_(a + b * vocab).sub_(b)
-        grad.scatter_add_(-1, target.unsqueeze(-1), (-a).expand(target.size()).unsqueeze(-1))
+        grad.scatter_add_(
+            -1, target.unsqueeze(-1), (-a).expand(target.size()).unsqueeze(-1)
+        )
         grad.mul_(keep.unsqueeze(-1).to(grad.dtype))
         return grad.to(logits.dtype), None, None, None
 
 
-def smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float, ignore_index: int):
+def smoothed_cross_entropy(
+    logits: Tensor, target: Tensor, epsilon: float, ignore_index: int
+):
     """(loss, nll_loss) summed over tokens; logits N x V, target N."""
     return _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index)
 

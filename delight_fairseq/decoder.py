@@ -144,10 +144,7 @@ class DeLighTDecoder(FairseqIncrementalDecoder):
 
     def buffered_future_mask(self, tensor: Tensor) -> Tensor:
         dim = tensor.size(0)
-        if (
-            self._future_mask.size(0) < dim
-            or self._future_mask.device != tensor.device
-        ):
+        if self._future_mask.size(0) < dim or self._future_mask.device != tensor.device:
             self._future_mask = torch.triu(
                 utils.fill_with_neg_inf(torch.zeros([dim, dim])), 1
             )

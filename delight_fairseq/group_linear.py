@@ -82,8 +82,6 @@ class GroupLinear(nn.Module):
             x = x.permute(1, 2, 0).reshape(-1, g, self.out_features // g)
         else:
             x = x.transpose(0, 1)
-        x = F.layer_norm(
-            x, (self.out_features // g,), self.norm_weight, self.norm_bias
-        )
+        x = F.layer_norm(x, (self.out_features // g,), self.norm_weight, self.norm_bias)
         x = F.dropout(F.silu(x), p=self.dropout, training=self.training)
         return x.reshape(lead + (self.out_features,))

@@ -160,7 +160,9 @@ def _paper_preset(args, dataset: str, share_all: bool) -> None:
     for side in ("enc", "dec"):
         _default(args, f"delight_{side}_min_depth", 4)
         _default(args, f"delight_{side}_max_depth", 8)
-        _default(args, f"delight_{side}_layers", getattr(args, f"delight_{side}_max_depth"))
+        _default(
+            args, f"delight_{side}_layers", getattr(args, f"delight_{side}_max_depth")
+        )
         _default(args, f"delight_{side}_width_mult", 2.0)
     _default(args, "delight_emb_depth", args.delight_dec_min_depth)
     _default(args, "delight_emb_width_mult", args.delight_enc_width_mult)

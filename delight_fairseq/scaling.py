@@ -150,8 +150,10 @@ def scaled_dropout(base: float, reference_dim: float, d_m: int, cap: float) -> f
 def glt_params(spec: GLTSpec) -> int:
     """Weights in*out/g, one bias per output, one LayerNorm pair of out/g."""
     g = spec.groups
-    return spec.in_features * spec.out_features // g + spec.out_features + 2 * (
-        spec.out_features // g
+    return (
+        spec.in_features * spec.out_features // g
+        + spec.out_features
+        + 2 * (spec.out_features // g)
     )
 
 

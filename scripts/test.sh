@@ -8,6 +8,6 @@ VENV="${DELIGHT_VENV:-$ROOT/.venv}"
 
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-"$VENV/bin/ruff" check delight_fairseq tests scripts
-"$VENV/bin/ruff" format --check delight_fairseq tests scripts
+"$VENV/bin/ruff" check delight_fairseq tests scripts benchmarks
+"$VENV/bin/ruff" format --check delight_fairseq tests scripts benchmarks
 "$VENV/bin/python" -m pytest tests "$@"

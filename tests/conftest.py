@@ -10,7 +10,9 @@ from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
 import delight_fairseq  # noqa: F401  (registers the model)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("DELIGHT_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("DELIGHT_SHARED_DATA", REPO.parent / "shared" / "data")
+)
 
 
 def make_dictionary(n_symbols: int) -> Dictionary:
@@ -28,7 +30,9 @@ class FakeTask:
         self.target_dictionary = tgt if tgt is not None else src
 
 
-def build(arch: str = "delight", src_vocab: int = 100, tgt_vocab: int = None, **overrides):
+def build(
+    arch: str = "delight", src_vocab: int = 100, tgt_vocab: int = None, **overrides
+):
     """Build a model through fairseq's registry, as fairseq-train does."""
     args = argparse.Namespace(arch=arch, **overrides)
     ARCH_CONFIG_REGISTRY[arch](args)
@@ -44,5 +48,7 @@ def n_params(module: torch.nn.Module) -> int:
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared corpora not found at {SHARED_DATA} (set DELIGHT_SHARED_DATA)")
+        pytest.skip(
+            f"shared corpora not found at {SHARED_DATA} (set DELIGHT_SHARED_DATA)"
+        )
     return SHARED_DATA

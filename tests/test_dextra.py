@@ -1,9 +1,9 @@
 import pytest
 import torch
+from reference import naive_dextra, naive_mixer
 
 from delight_fairseq.dextra import DExTra, mix_inputs
 from delight_fairseq.scaling import dextra_params
-from reference import naive_dextra, naive_mixer
 
 
 def test_mixer_matches_naive():
@@ -44,7 +44,8 @@ def test_dextra_worked_example_layers():
 
 
 @pytest.mark.parametrize(
-    "args", [(128, 64, 128, 4, 2.0, 4), (640, 320, 320, 8, 3.0, 32), (96, 48, 48, 3, 1.5, 4)]
+    "args",
+    [(128, 64, 128, 4, 2.0, 4), (640, 320, 320, 8, 3.0, 32), (96, 48, 48, 3, 1.5, 4)],
 )
 def test_dextra_module_params_equal_arithmetic(args):
     assert sum(p.numel() for p in DExTra(*args).parameters()) == dextra_params(*args)

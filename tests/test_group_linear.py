@@ -1,9 +1,9 @@
 import pytest
 import torch
+from reference import naive_glt, naive_layer_norm, swish
 
 from delight_fairseq.group_linear import GroupLinear
 from delight_fairseq.scaling import GLTSpec, glt_params
-from reference import naive_glt, naive_layer_norm, swish
 
 
 def randomise(module):
@@ -16,7 +16,8 @@ def randomise(module):
 
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize(
-    "n_in, n_out, g", [(64, 64, 2), (128, 176, 4), (240, 280, 4), (96, 48, 8), (16, 32, 1)]
+    "n_in, n_out, g",
+    [(64, 64, 2), (128, 176, 4), (240, 280, 4), (96, 48, 8), (16, 32, 1)],
 )
 def test_glt_matches_naive_reference(n_in, n_out, g, shuffle):
     glt = randomise(GroupLinear(n_in, n_out, g, shuffle=shuffle)).eval()
@@ -24,7 +25,12 @@ def test_glt_matches_naive_reference(n_in, n_out, g, shuffle):
     glt.double()
     got = glt(x)
     want = naive_glt(
-        x.reshape(-1, n_in), glt.weight, glt.bias, glt.norm_weight, glt.norm_bias, shuffle
+        x.reshape(-1, n_in),
+        glt.weight,
+        glt.bias,
+        glt.norm_weight,
+        glt.norm_bias,
+        shuffle,
     ).reshape(3, 5, n_out)
     torch.testing.assert_close(got, want)
 
@@ -35,7 +41,8 @@ def test_glt_gradients_match_naive_reference():
     params = [x, glt.weight, glt.bias, glt.norm_weight, glt.norm_bias]
     grads = torch.autograd.grad((glt(x) ** 2).sum(), params)
     want = torch.autograd.grad(
-        (naive_glt(x, glt.weight, glt.bias, glt.norm_weight, glt.norm_bias) ** 2).sum(), params
+        (naive_glt(x, glt.weight, glt.bias, glt.norm_weight, glt.norm_bias) ** 2).sum(),
+        params,
     )
     for a, b in zip(grads, want):
         torch.testing.assert_close(a, b)
@@ -62,8 +69,14 @@ def test_single_group_is_linear_norm_swish():
 def test_glt_parameter_count(n_in, n_out, g):
     # spec: in*out/g + out + 2*out/g
     glt = GroupLinear(n_in, n_out, g)
-    assert sum(p.numel() for p in glt.parameters()) == n_in * n_out // g + n_out + 2 * n_out // g
-    assert glt_params(GLTSpec(n_in, n_out, g)) == n_in * n_out // g + n_out + 2 * n_out // g
+    assert (
+        sum(p.numel() for p in glt.parameters())
+        == n_in * n_out // g + n_out + 2 * n_out // g
+    )
+    assert (
+        glt_params(GLTSpec(n_in, n_out, g))
+        == n_in * n_out // g + n_out + 2 * n_out // g
+    )
 
 
 def test_glt_init():

@@ -2,8 +2,8 @@
 spec's section 6 test vectors (exact)."""
 
 import pytest
-
 from conftest import build, n_params
+
 from delight_fairseq.scaling import dextra_params, group_cap
 
 # d_m: (emb DExTra each, encoder blocks, decoder blocks, out proj, non-vocab)
@@ -37,7 +37,9 @@ def parts(model):
 @pytest.mark.parametrize("d_m", sorted(SPEC_TABLE))
 @pytest.mark.parametrize("vocab", [1_000, 43_740])
 def test_spec_table_shared_vocabulary(d_m, vocab):
-    model = build("delight_transformer_wmt14_en_de", src_vocab=vocab, delight_emb_out_dim=d_m)
+    model = build(
+        "delight_transformer_wmt14_en_de", src_vocab=vocab, delight_emb_out_dim=d_m
+    )
     emb, enc, dec, proj, non_vocab = SPEC_TABLE[d_m]
     assert parts(model) == (emb, enc, dec, proj)
     assert n_params(model.decoder.embed_tokens.dextra) == emb
@@ -52,7 +54,9 @@ def test_every_wmt_preset_matches_the_table(arch):
 
 
 def test_per_block_counts_at_128():
-    model = build("delight_transformer_wmt14_en_de", src_vocab=100, delight_emb_out_dim=128)
+    model = build(
+        "delight_transformer_wmt14_en_de", src_vocab=100, delight_emb_out_dim=128
+    )
     enc = [n_params(layer) for layer in model.encoder.layers]
     dec = [n_params(layer) for layer in model.decoder.layers]
     assert enc == [88_416, 93_624, 98_468, 102_132, 140_968, 147_952, 153_584, 203_896]
@@ -61,8 +65,13 @@ def test_per_block_counts_at_128():
 
 def test_row_differences_are_exact():
     totals = {
-        d: n_params(build("delight_transformer_wmt14_en_de", src_vocab=43_730,
-                          delight_emb_out_dim=d))
+        d: n_params(
+            build(
+                "delight_transformer_wmt14_en_de",
+                src_vocab=43_730,
+                delight_emb_out_dim=d,
+            )
+        )
         for d in SPEC_TABLE
     }
     dims = sorted(totals)
@@ -78,9 +87,19 @@ def test_row_differences_are_exact():
 # range that all rows of a pair allow.
 PUBLISHED = {
     ("delight_transformer_wmt14_en_de", 43_730): {
-        128: 8.09, 256: 13.79, 384: 23.25, 512: 36.76, 640: 54.04},
+        128: 8.09,
+        256: 13.79,
+        384: 23.25,
+        512: 36.76,
+        640: 54.04,
+    },
     ("delight_transformer_wmt14_en_fr", 44_515): {
-        128: 8.19, 256: 13.89, 384: 23.35, 512: 36.86, 640: 54.14},
+        128: 8.19,
+        256: 13.89,
+        384: 23.35,
+        512: 36.86,
+        640: 54.14,
+    },
     ("delight_transformer_wmt16_en_ro", 34_968): {128: 6.97, 256: 12.67, 384: 22.12},
 }
 
@@ -96,8 +115,12 @@ def test_published_totals(arch, vocab, d_m, millions):
 
 def test_separate_dictionaries_iwslt_style():
     # decoder input/output tying only: two tables, no output projection matrix
-    model = build("delight_transformer_iwslt_de_en", src_vocab=8_848, tgt_vocab=6_632,
-                  delight_emb_out_dim=128)
+    model = build(
+        "delight_transformer_iwslt_de_en",
+        src_vocab=8_848,
+        tgt_vocab=6_632,
+        delight_emb_out_dim=128,
+    )
     assert n_params(model) == SPEC_TABLE[128][4] + 128 * (8_848 + 6_632)
     assert model.decoder.output_projection is None
 
@@ -111,12 +134,25 @@ def test_untied_output_adds_a_matrix():
     "overrides",
     [
         dict(delight_emb_out_dim=192),
-        dict(delight_emb_out_dim=256, delight_enc_min_depth=3, delight_enc_max_depth=6,
-             delight_dec_min_depth=2, delight_dec_max_depth=5),
-        dict(delight_emb_out_dim=320, delight_enc_width_mult=1.5, delight_dec_width_mult=2.5),
+        dict(
+            delight_emb_out_dim=256,
+            delight_enc_min_depth=3,
+            delight_enc_max_depth=6,
+            delight_dec_min_depth=2,
+            delight_dec_max_depth=5,
+        ),
+        dict(
+            delight_emb_out_dim=320,
+            delight_enc_width_mult=1.5,
+            delight_dec_width_mult=2.5,
+        ),
         dict(delight_emb_out_dim=512, delight_enc_layers=5, delight_dec_layers=3),
-        dict(delight_emb_out_dim=256, delight_enc_scaling="uniform", delight_enc_min_depth=5,
-             delight_enc_max_depth=5),
+        dict(
+            delight_emb_out_dim=256,
+            delight_enc_scaling="uniform",
+            delight_enc_min_depth=5,
+            delight_enc_max_depth=5,
+        ),
     ],
 )
 def test_other_configurations_follow_the_rules(overrides):
@@ -136,15 +172,22 @@ def test_other_configurations_follow_the_rules(overrides):
 
     from delight_fairseq.scaling import block_schedule
 
-    for side, layers, decoder in (("enc", model.encoder.layers, False),
-                                  ("dec", model.decoder.layers, True)):
+    for side, layers, decoder in (
+        ("enc", model.encoder.layers, False),
+        ("dec", model.decoder.layers, True),
+    ):
         sched = block_schedule(
-            getattr(cfg, f"delight_{side}_layers"), getattr(cfg, f"delight_{side}_min_depth"),
-            getattr(cfg, f"delight_{side}_max_depth"), getattr(cfg, f"delight_{side}_width_mult"),
+            getattr(cfg, f"delight_{side}_layers"),
+            getattr(cfg, f"delight_{side}_min_depth"),
+            getattr(cfg, f"delight_{side}_max_depth"),
+            getattr(cfg, f"delight_{side}_width_mult"),
             getattr(cfg, f"delight_{side}_scaling"),
         )
         red = getattr(cfg, f"delight_{side}_ffn_red")
-        assert [n_params(m) for m in layers] == [block(b.depth, b.width_mult, red, decoder)
-                                                 for b in sched]
-    emb = dextra_params(128, p, d_m, cfg.delight_emb_depth, cfg.delight_emb_width_mult, cap)
+        assert [n_params(m) for m in layers] == [
+            block(b.depth, b.width_mult, red, decoder) for b in sched
+        ]
+    emb = dextra_params(
+        128, p, d_m, cfg.delight_emb_depth, cfg.delight_emb_width_mult, cap
+    )
     assert n_params(model.encoder.embed_tokens.dextra) == emb

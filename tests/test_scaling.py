@@ -70,7 +70,8 @@ def test_dextra_plan_widths_are_aligned():
 
 
 @pytest.mark.parametrize(
-    "d_m, params", [(128, 85_696), (256, 215_680), (384, 407_104), (512, 659_968), (640, 974_272)]
+    "d_m, params",
+    [(128, 85_696), (256, 215_680), (384, 407_104), (512, 659_968), (640, 974_272)],
 )
 def test_embedding_dextra_params(d_m, params):
     # spec section 6, "emb DExTra (each)": DExTra(128, d_m/2, d_m, 4, 2, g_max)
@@ -81,14 +82,23 @@ def test_block_schedule_spec_example():
     blocks = block_schedule(8, 4, 8, 2.0)
     assert [b.depth for b in blocks] == [4, 4, 5, 5, 6, 6, 7, 8]
     assert [b.width_mult for b in blocks] == [
-        2.0, 2.143, 2.286, 2.429, 2.571, 2.714, 2.857, 3.0
+        2.0,
+        2.143,
+        2.286,
+        2.429,
+        2.571,
+        2.714,
+        2.857,
+        3.0,
     ]
 
 
 def test_block_schedule_uniform():
     blocks = block_schedule(6, 5, 5, 1.5)
     assert all(b.depth == 5 and b.width_mult == 1.5 for b in blocks)
-    assert block_schedule(3, 4, 8, 2.0, scaling="uniform") == block_schedule(3, 4, 4, 2.0)
+    assert block_schedule(3, 4, 8, 2.0, scaling="uniform") == block_schedule(
+        3, 4, 4, 2.0
+    )
 
 
 def test_block_schedule_other_range():
@@ -132,4 +142,8 @@ def test_scaled_dropout(base, ref, d_m, cap, expected):
 def test_preset_dropouts(dataset, d_m, expected):
     got = preset_dropouts(dataset, d_m)
     assert got["dropout"] == got["ffn_dropout"]
-    assert (got["dropout"], got["attention_dropout"], got["delight_dropout"]) == expected
+    assert (
+        got["dropout"],
+        got["attention_dropout"],
+        got["delight_dropout"],
+    ) == expected

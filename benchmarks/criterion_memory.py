@@ -1,0 +1,98 @@
+"""Peak memory of the label-smoothed loss at a large vocabulary.
+
+Compares fairseq's ``label_smoothed_cross_entropy`` (log-softmax, then the
+smoothed nll) with ``delight_label_smoothed_cross_entropy`` (fused, from the
+logits) on the same N x V logits, forward and backward. Each runs in a fresh
+process; the figure is the growth of the peak resident set over the logits
+themselves, so it counts every N x V tensor the loss creates.
+
+    python benchmarks/criterion_memory.py --vocab 44000 --tokens 4096 [--json out.json]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure(which: str, vocab: int, tokens: int) -> float:
+    import torch
+    from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+
+    from delight_fairseq.criterion import smoothed_cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(tokens, vocab, requires_grad=True)
+    target = torch.randint(4, vocab, (tokens,))
+    target[: tokens // 10] = 1  # some padding
+    # warm both paths on a tiny input so one-off allocations are not counted
+    small = torch.randn(4, 8, requires_grad=True)
+    smoothed_cross_entropy(small, torch.tensor([1, 2, 3, 1]), 0.1, 1)[0].backward()
+    label_smoothed_nll_loss(
+        torch.log_softmax(small, -1), torch.tensor([1, 2, 3, 1]), 0.1, 1
+    )[0].backward()
+    before = peak_mib()
+    if which == "fairseq":
+        lprobs = torch.log_softmax(logits.float(), dim=-1)
+        loss, _ = label_smoothed_nll_loss(lprobs, target, 0.1, ignore_index=1)
+    else:
+        loss, _ = smoothed_cross_entropy(logits, target, 0.1, 1)
+    loss.backward()
+    return peak_mib() - before
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab", type=int, default=44_000)
+    parser.add_argument("--tokens", type=int, default=4_096)
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--child", choices=["fairseq", "delight"], help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        print(measure(args.child, args.vocab, args.tokens))
+        return
+    one = args.tokens * args.vocab * 4 / 2**20
+    results = {"vocab": args.vocab, "tokens": args.tokens, "logits_mib": round(one, 1)}
+    for which in ("fairseq", "delight"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                which,
+                "--vocab",
+                str(args.vocab),
+                "--tokens",
+                str(args.tokens),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        results[which + "_peak_mib"] = round(
+            float(out.stdout.strip().splitlines()[-1]), 1
+        )
+    print(
+        f"label-smoothed loss, forward + backward, N={args.tokens} tokens, V={args.vocab}"
+    )
+    print(f"  one N x V float tensor:              {results['logits_mib']:8.1f} MiB")
+    for which in ("fairseq", "delight"):
+        peak = results[which + "_peak_mib"]
+        print(
+            f"  {which + ' peak above the logits:':36s} {peak:8.1f} MiB "
+            f"({peak / one:.2f} x N x V)"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The fused criterion against fairseq's label_smoothed_cross_entropy."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO, build
+from fairseq.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterion,
+    label_smoothed_nll_loss,
+)
+from fairseq.logging import metrics
+
+from delight_fairseq.criterion import (
+    DeLighTLabelSmoothedCrossEntropy,
+    smoothed_cross_entropy,
+)
+
+
+class Task:
+    def __init__(self, dictionary):
+        self.source_dictionary = self.target_dictionary = dictionary
+
+
+def sample_for(model, batch=3, src_len=6, tgt_len=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    vocab = len(model.decoder.dictionary)
+    pad = model.decoder.padding_idx
+    target = torch.randint(4, vocab, (batch, tgt_len), generator=g)
+    target[0, -2:] = pad  # a padded target row
+    prev = torch.roll(target, 1, dims=1)
+    prev[:, 0] = 2
+    return {
+        "net_input": {
+            "src_tokens": torch.randint(4, vocab, (batch, src_len), generator=g),
+            "src_lengths": torch.full((batch,), src_len),
+            "prev_output_tokens": prev,
+        },
+        "target": target,
+        "ntokens": int(target.ne(pad).sum()),
+    }
+
+
+@pytest.mark.parametrize("eps, prefix", [(0.1, 0), (0.0, 0), (0.2, 1)])
+def test_loss_nll_and_gradients_equal_fairseq(eps, prefix):
+    torch.manual_seed(0)
+    model = build(
+        "delight",
+        src_vocab=80,
+        delight_emb_out_dim=64,
+        delight_enc_layers=2,
+        delight_dec_layers=2,
+    ).eval()
+    task = Task(model.decoder.dictionary)
+    sample = sample_for(model)
+    ours = DeLighTLabelSmoothedCrossEntropy(
+        task, False, eps, ignore_prefix_size=prefix, report_accuracy=True
+    )
+    ref = LabelSmoothedCrossEntropyCriterion(
+        task, False, eps, ignore_prefix_size=prefix, report_accuracy=True
+    )
+    results = []
+    for crit in (ours, ref):
+        model.zero_grad()
+        loss, size, log = crit(model, sample)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        results.append((loss.detach(), size, log, grads))
+    (l1, s1, log1, g1), (l2, s2, log2, g2) = results
+    torch.testing.assert_close(l1, l2)
+    assert s1 == s2
+    torch.testing.assert_close(log1["nll_loss"], log2["nll_loss"])
+    assert (log1["n_correct"], log1["total"]) == (log2["n_correct"], log2["total"])
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+
+
+def test_fused_function_gradient_check():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 11, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([3, 1, 5, 1, 10, 0])
+
+    def f(z):
+        loss, nll = smoothed_cross_entropy(z, target, 0.15, 1)
+        return loss + 0.3 * nll  # exercise both outputs' gradients
+
+    assert torch.autograd.gradcheck(f, (logits,))
+    want_loss, want_nll = label_smoothed_nll_loss(
+        torch.log_softmax(logits, -1), target, 0.15, 1
+    )
+    got_loss, got_nll = smoothed_cross_entropy(logits, target, 0.15, 1)
+    torch.testing.assert_close(got_loss, want_loss)
+    torch.testing.assert_close(got_nll, want_nll)
+
+
+def test_half_precision_logits():
+    logits = torch.randn(5, 9).to(torch.bfloat16).requires_grad_()
+    target = torch.tensor([2, 3, 4, 1, 8])
+    loss, nll = smoothed_cross_entropy(logits, target, 0.1, 1)
+    want, _ = label_smoothed_nll_loss(
+        torch.log_softmax(logits.float(), -1), target, 0.1, 1
+    )
+    torch.testing.assert_close(loss, want)
+    loss.backward()
+    assert logits.grad.dtype == torch.bfloat16
+
+
+def test_logs_accuracy_by_default():
+    model = build(
+        "delight",
+        src_vocab=40,
+        delight_emb_out_dim=64,
+        delight_enc_layers=1,
+        delight_dec_layers=1,
+    ).eval()
+    task = Task(model.decoder.dictionary)
+    from delight_fairseq.criterion import DeLighTLabelSmoothedCrossEntropyConfig
+
+    assert DeLighTLabelSmoothedCrossEntropyConfig().report_accuracy
+    crit = DeLighTLabelSmoothedCrossEntropy(task, False, 0.1, report_accuracy=True)
+    _, _, log = crit(model, sample_for(model))
+    with metrics.aggregate() as agg:
+        DeLighTLabelSmoothedCrossEntropy.reduce_metrics([log])
+        values = agg.get_smoothed_values()
+    assert 0.0 <= values["accuracy"] <= 100.0
+    assert {"loss", "nll_loss", "ppl"} <= set(values)
+
+
+def test_saves_no_vocabulary_sized_tensor_of_its_own():
+    logits = torch.randn(16, 300, requires_grad=True)
+    target = torch.randint(0, 300, (16,))
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        smoothed_cross_entropy(logits, target, 0.1, 1)
+    big = [t for t in saved if t.numel() >= logits.numel()]
+    assert len(big) == 1 and big[0].data_ptr() == logits.data_ptr()
+
+
+def test_peak_memory_below_fairseq_at_44k_vocabulary(tmp_path):
+    out = tmp_path / "mem.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "criterion_memory.py"),
+            "--vocab",
+            "44000",
+            "--tokens",
+            "1024",
+            "--json",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    result = json.loads(out.read_text())
+    one = result["logits_mib"]
+    # ours: only the gradient (one N x V); fairseq: log-probs and more
+    assert result["delight_peak_mib"] < 1.3 * one
+    assert result["fairseq_peak_mib"] > 2.5 * one
