@@ -1,11 +1,11 @@
 """The DeLighT model's configuration: one dataclass, its defaults and checks.
 
 Field names are the authors' command-line flags (``delight_emb_out_dim`` is
-``--delight-emb-out-dim``), so their published commands run unchanged. A field
-left at ``None`` is derived from the others by :func:`resolve`.
+``--delight-emb-out-dim``), so their published commands run unchanged. The
+defaults are the authors' base architecture; the group caps, left at ``None``,
+follow d_m (:func:`resolve`).
 """
 
-from argparse import Namespace
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -15,6 +15,7 @@ from omegaconf import II
 from .scaling import block_schedule, dextra_plan, group_cap
 
 SCALING_CHOICES = ChoiceEnum(["block", "uniform"])
+DEFAULT_MAX_POSITIONS = 1024
 
 
 @dataclass
@@ -30,11 +31,11 @@ class DeLighTConfig(FairseqDataclass):
         default=128,
         metadata={"help": "model width d_m: output of the embedding and of each block"},
     )
-    delight_emb_width_mult: Optional[float] = field(
-        default=None,
+    delight_emb_width_mult: float = field(
+        default=2.0,
         metadata={
             "help": "width multiplier of the embedding DExTra, which expands to "
-            "this times the map dim (default: --delight-enc-width-mult)"
+            "this times the map dim (presets: --delight-enc-width-mult)"
         },
     )
     delight_emb_max_groups: Optional[int] = field(
@@ -47,11 +48,11 @@ class DeLighTConfig(FairseqDataclass):
         default=0.1,
         metadata={"help": "dropout on the scaled look-up, one mask over time"},
     )
-    delight_emb_depth: Optional[int] = field(
-        default=None,
+    delight_emb_depth: int = field(
+        default=4,
         metadata={
             "help": "GLT layers in the embedding DExTra "
-            "(default: --delight-dec-min-depth)"
+            "(presets: --delight-dec-min-depth)"
         },
     )
     # encoder
@@ -59,10 +60,10 @@ class DeLighTConfig(FairseqDataclass):
         default="block",
         metadata={"help": "encoder scaling: block-wise or uniform depth and width"},
     )
-    delight_enc_layers: Optional[int] = field(
-        default=None,
+    delight_enc_layers: int = field(
+        default=8,
         metadata={
-            "help": "number of encoder blocks (default: --delight-enc-max-depth)"
+            "help": "number of encoder blocks (presets: --delight-enc-max-depth)"
         },
     )
     delight_enc_min_depth: int = field(
@@ -90,10 +91,10 @@ class DeLighTConfig(FairseqDataclass):
         default="block",
         metadata={"help": "decoder scaling: block-wise or uniform depth and width"},
     )
-    delight_dec_layers: Optional[int] = field(
-        default=None,
+    delight_dec_layers: int = field(
+        default=8,
         metadata={
-            "help": "number of decoder blocks (default: --delight-dec-max-depth)"
+            "help": "number of decoder blocks (presets: --delight-dec-max-depth)"
         },
     )
     delight_dec_min_depth: int = field(
@@ -157,8 +158,14 @@ class DeLighTConfig(FairseqDataclass):
     decoder_normalize_before: bool = field(
         default=False, metadata={"help": "pre-norm decoder blocks (default post-norm)"}
     )
-    max_source_positions: int = II("task.max_source_positions")
-    max_target_positions: int = II("task.max_target_positions")
+    max_source_positions: int = field(
+        default=II("task.max_source_positions"),
+        metadata={"help": "longest source the model accepts (from the task)"},
+    )
+    max_target_positions: int = field(
+        default=II("task.max_target_positions"),
+        metadata={"help": "longest target the model accepts (from the task)"},
+    )
 
 
 def config_from(source: Any) -> DeLighTConfig:
@@ -167,15 +174,16 @@ def config_from(source: Any) -> DeLighTConfig:
     cfg = DeLighTConfig()
     for f in fields(DeLighTConfig):
         value = getattr(source, f.name, None)
-        if value is None and f.name in ("max_source_positions", "max_target_positions"):
-            value = 1024
+        unresolved = isinstance(value, str) and value.startswith("${")
+        if f.name.startswith("max_") and (value is None or unresolved):
+            value = DEFAULT_MAX_POSITIONS
         if value is not None:
             setattr(cfg, f.name, value)
     return cfg
 
 
 def resolve(cfg: DeLighTConfig) -> DeLighTConfig:
-    """Fill the derived fields (those left at ``None``) and check the result.
+    """Fill the group caps left at ``None`` and check the result.
 
     Raises ValueError, naming the flag, for any setting that cannot build.
     """
@@ -185,15 +193,6 @@ def resolve(cfg: DeLighTConfig) -> DeLighTConfig:
         name = f"delight_{side}_max_groups"
         if getattr(cfg, name) is None:
             setattr(cfg, name, cap)
-    if cfg.delight_emb_width_mult is None:
-        cfg.delight_emb_width_mult = cfg.delight_enc_width_mult
-    if cfg.delight_emb_depth is None:
-        cfg.delight_emb_depth = cfg.delight_dec_min_depth
-    for side in ("enc", "dec"):
-        if getattr(cfg, f"delight_{side}_layers") is None:
-            setattr(
-                cfg, f"delight_{side}_layers", getattr(cfg, f"delight_{side}_max_depth")
-            )
     validate(cfg)
     return cfg
 
@@ -327,7 +326,3 @@ def _check_plan(cfg: DeLighTConfig, side: str, d_in: int, d_out: int, blocks) ->
                     f"the group count. Use a d_m that is a multiple of "
                     f"{2 * layer.groups}, or a smaller {groups_flag}"
                 )
-
-
-def as_namespace(cfg: DeLighTConfig) -> Namespace:
-    return Namespace(**{f.name: getattr(cfg, f.name) for f in fields(DeLighTConfig)})

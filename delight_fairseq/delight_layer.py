@@ -6,7 +6,7 @@ and the FFN part; LayerNorm comes after each (post-norm) unless
 ``normalize_before`` is set.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -55,13 +55,17 @@ class _Sublayer(nn.Module):
         return x if self.normalize_before else self.layer_norm(x)
 
 
-class DeLighTEncoderLayer(nn.Module):
-    """Encoder block: DExTra + self-attention, then the light FFN."""
+class _DeLighTBlock(nn.Module):
+    """What every block has: DExTra feeding single-head self-attention, and the
+    light FFN. ``side`` is ``enc`` or ``dec`` and picks that side's flags."""
 
-    def __init__(self, cfg, depth: int, width_mult: float):
+    def __init__(self, cfg, side: str, depth: int, width_mult: float):
         super().__init__()
         d_m = cfg.delight_emb_out_dim
         proj = d_m // 2
+        normalize_before = getattr(
+            cfg, f"{'en' if side == 'enc' else 'de'}coder_normalize_before"
+        )
         self.dropout = cfg.dropout
         self.dextra = DExTra(
             d_m,
@@ -69,18 +73,28 @@ class DeLighTEncoderLayer(nn.Module):
             proj,
             depth,
             width_mult,
-            cfg.delight_enc_max_groups,
+            getattr(cfg, f"delight_{side}_max_groups"),
             dropout=cfg.delight_dropout,
             shuffle=not cfg.no_glt_shuffle,
         )
         self.self_attn = SingleHeadAttention(
             proj, proj, d_m, dropout=cfg.attention_dropout, self_attention=True
         )
-        self.self_attn_norm = _Sublayer(d_m, cfg.encoder_normalize_before)
+        self.self_attn_norm = _Sublayer(d_m, normalize_before)
         self.ffn = LightFFN(
-            d_m, cfg.delight_enc_ffn_red, cfg.activation_dropout, cfg.ffn_dropout
+            d_m,
+            getattr(cfg, f"delight_{side}_ffn_red"),
+            cfg.activation_dropout,
+            cfg.ffn_dropout,
         )
-        self.ffn_norm = _Sublayer(d_m, cfg.encoder_normalize_before)
+        self.ffn_norm = _Sublayer(d_m, normalize_before)
+
+
+class DeLighTEncoderLayer(_DeLighTBlock):
+    """Encoder block: DExTra + self-attention, then the light FFN."""
+
+    def __init__(self, cfg, depth: int, width_mult: float):
+        super().__init__(cfg, "enc", depth, width_mult)
 
     def forward(self, x: Tensor, encoder_padding_mask: Optional[Tensor]) -> Tensor:
         """x: T x B x d_m; encoder_padding_mask: B x T, True at padding."""
@@ -95,29 +109,14 @@ class DeLighTEncoderLayer(nn.Module):
         return self.ffn_norm.post(x, residual)
 
 
-class DeLighTDecoderLayer(nn.Module):
+class DeLighTDecoderLayer(_DeLighTBlock):
     """Decoder block: DExTra + causal self-attention, encoder-decoder
     attention (query straight from the block's stream), then the light FFN."""
 
     def __init__(self, cfg, depth: int, width_mult: float):
-        super().__init__()
+        super().__init__(cfg, "dec", depth, width_mult)
         d_m = cfg.delight_emb_out_dim
         proj = d_m // 2
-        self.dropout = cfg.dropout
-        self.dextra = DExTra(
-            d_m,
-            proj,
-            proj,
-            depth,
-            width_mult,
-            cfg.delight_dec_max_groups,
-            dropout=cfg.delight_dropout,
-            shuffle=not cfg.no_glt_shuffle,
-        )
-        self.self_attn = SingleHeadAttention(
-            proj, proj, d_m, dropout=cfg.attention_dropout, self_attention=True
-        )
-        self.self_attn_norm = _Sublayer(d_m, cfg.decoder_normalize_before)
         self.encoder_attn = SingleHeadAttention(
             d_m,
             proj,
@@ -127,10 +126,6 @@ class DeLighTDecoderLayer(nn.Module):
             self_attention=False,
         )
         self.encoder_attn_norm = _Sublayer(d_m, cfg.decoder_normalize_before)
-        self.ffn = LightFFN(
-            d_m, cfg.delight_dec_ffn_red, cfg.activation_dropout, cfg.ffn_dropout
-        )
-        self.ffn_norm = _Sublayer(d_m, cfg.decoder_normalize_before)
 
     def forward(
         self,
@@ -171,8 +166,3 @@ class DeLighTDecoderLayer(nn.Module):
         residual = x
         x = self.ffn(self.ffn_norm.pre(x))
         return self.ffn_norm.post(x, residual), attn
-
-
-def stack_depths(layers: List[nn.Module]) -> List[int]:
-    """DExTra depth of each block, for logging and summaries."""
-    return [layer.dextra.depth for layer in layers]

@@ -177,40 +177,24 @@ def _paper_preset(args, dataset: str, share_all: bool) -> None:
 
 
 @register_model_architecture("delight_transformer", "delight_transformer_iwslt_de_en")
-def delight_iwslt_de_en(args):
-    _paper_preset(args, "iwslt", share_all=False)
-
-
 @register_model_architecture("delight_transformer", "delight_transformer_iwslt_en_de")
-def delight_iwslt_en_de(args):
+def delight_iwslt(args):
     _paper_preset(args, "iwslt", share_all=False)
 
 
 @register_model_architecture("delight_transformer", "delight_transformer_wmt16_en_ro")
+@register_model_architecture("delight_transformer", "delight_transformer_wmt16_ro_en")
 def delight_wmt16_en_ro(args):
     _paper_preset(args, "wmt16_en_ro", share_all=True)
 
 
-@register_model_architecture("delight_transformer", "delight_transformer_wmt16_ro_en")
-def delight_wmt16_ro_en(args):
-    _paper_preset(args, "wmt16_en_ro", share_all=True)
-
-
 @register_model_architecture("delight_transformer", "delight_transformer_wmt14_en_de")
+@register_model_architecture("delight_transformer", "delight_transformer_wmt14_de_en")
 def delight_wmt14_en_de(args):
     _paper_preset(args, "wmt14_en_de", share_all=True)
 
 
-@register_model_architecture("delight_transformer", "delight_transformer_wmt14_de_en")
-def delight_wmt14_de_en(args):
-    _paper_preset(args, "wmt14_en_de", share_all=True)
-
-
 @register_model_architecture("delight_transformer", "delight_transformer_wmt14_en_fr")
-def delight_wmt14_en_fr(args):
-    _paper_preset(args, "wmt14_en_fr", share_all=True)
-
-
 @register_model_architecture("delight_transformer", "delight_transformer_wmt14_fr_en")
-def delight_wmt14_fr_en(args):
+def delight_wmt14_en_fr(args):
     _paper_preset(args, "wmt14_en_fr", share_all=True)

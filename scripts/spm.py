@@ -30,7 +30,10 @@ def train(args):
 
 def encode(args):
     sp = spm.SentencePieceProcessor(model_file=args.model)
-    with open(args.input, encoding="utf-8") as fin, open(args.output, "w", encoding="utf-8") as fout:
+    with (
+        open(args.input, encoding="utf-8") as fin,
+        open(args.output, "w", encoding="utf-8") as fout,
+    ):
         for line in fin:
             fout.write(" ".join(sp.encode(line.rstrip("\n"), out_type=str)) + "\n")
 

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from delight_fairseq.synthetic import write_corpus
+
+from conftest import REPO
 
 BIN = Path(sys.executable).parent
 USER_DIR = str(REPO / "delight_fairseq")

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, build
 from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
     label_smoothed_nll_loss,
@@ -17,6 +16,8 @@ from delight_fairseq.criterion import (
     DeLighTLabelSmoothedCrossEntropy,
     smoothed_cross_entropy,
 )
+
+from conftest import REPO, build
 
 
 class Task:

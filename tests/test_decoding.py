@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from conftest import build
 
 VOCAB = 60
@@ -130,8 +131,9 @@ def test_training_uses_dropout_and_eval_is_deterministic():
 
 def test_sequence_generator_beam_search(model):
     """fairseq's own beam search runs on the model and is deterministic."""
-    from conftest import make_dictionary
     from fairseq.sequence_generator import SequenceGenerator
+
+    from conftest import make_dictionary
 
     gen = SequenceGenerator([model], make_dictionary(VOCAB), beam_size=3, max_len_b=8)
     src = tokens(2, 6, 12)

@@ -1,6 +1,7 @@
 """Settings a user can get wrong fail at build time, naming the flag."""
 
 import pytest
+
 from conftest import build
 
 

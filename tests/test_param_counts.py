@@ -2,9 +2,10 @@
 spec's section 6 test vectors (exact)."""
 
 import pytest
-from conftest import build, n_params
 
 from delight_fairseq.scaling import dextra_params, group_cap
+
+from conftest import build, n_params
 
 # d_m: (emb DExTra each, encoder blocks, decoder blocks, out proj, non-vocab)
 SPEC_TABLE = {

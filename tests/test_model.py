@@ -1,0 +1,126 @@
+"""Every --arch builds, and each preset applies the spec's rules."""
+
+import argparse
+
+import pytest
+from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
+
+from delight_fairseq.config import DeLighTConfig
+from delight_fairseq.model import preset_dropouts
+
+from conftest import build, n_params
+
+ARCHS = sorted(
+    a for a, m in ARCH_MODEL_REGISTRY.items() if m.__module__.startswith("delight")
+)
+PRESETS = {
+    "delight_transformer_iwslt_de_en": "iwslt",
+    "delight_transformer_iwslt_en_de": "iwslt",
+    "delight_transformer_wmt16_en_ro": "wmt16_en_ro",
+    "delight_transformer_wmt16_ro_en": "wmt16_en_ro",
+    "delight_transformer_wmt14_en_de": "wmt14_en_de",
+    "delight_transformer_wmt14_de_en": "wmt14_en_de",
+    "delight_transformer_wmt14_en_fr": "wmt14_en_fr",
+    "delight_transformer_wmt14_fr_en": "wmt14_en_fr",
+}
+
+
+def test_all_architectures_are_registered():
+    assert set(ARCHS) == {"delight", "delight_transformer", *PRESETS}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_arch_builds_and_runs(arch):
+    model = build(arch, src_vocab=40, delight_emb_out_dim=64).eval()
+    import torch
+
+    src = torch.randint(4, 40, (2, 5))
+    out, extra = model(src, torch.tensor([5, 5]), torch.randint(4, 40, (2, 3)))
+    assert out.shape == (2, 3, 40)
+    assert extra["attn"][0].shape == (2, 3, 5)
+
+
+@pytest.mark.parametrize("arch", sorted(PRESETS))
+@pytest.mark.parametrize("d_m", [128, 256, 512])
+def test_preset_rules(arch, d_m):
+    model = build(arch, src_vocab=40, delight_emb_out_dim=d_m)
+    cfg = model.cfg
+    assert cfg.delight_enc_layers == cfg.delight_enc_max_depth == 8
+    assert cfg.delight_dec_layers == cfg.delight_dec_max_depth == 8
+    assert cfg.delight_emb_depth == cfg.delight_dec_min_depth == 4
+    assert cfg.delight_emb_width_mult == cfg.delight_enc_width_mult == 2.0
+    drops = preset_dropouts(PRESETS[arch], d_m)
+    for name, value in drops.items():
+        assert getattr(cfg, name) == value, name
+    assert (cfg.pe_dropout, cfg.delight_emb_dropout, cfg.activation_dropout) == (
+        0.1,
+        0.1,
+        0.0,
+    )
+    assert cfg.share_decoder_input_output_embed
+    assert cfg.share_all_embeddings == ("iwslt" not in arch)
+
+
+def test_preset_follows_changed_depths():
+    model = build(
+        "delight_transformer_wmt14_en_de",
+        src_vocab=40,
+        delight_emb_out_dim=128,
+        delight_enc_max_depth=6,
+        delight_dec_min_depth=3,
+        delight_dec_max_depth=5,
+        delight_enc_width_mult=1.5,
+    )
+    cfg = model.cfg
+    assert (len(model.encoder.layers), len(model.decoder.layers)) == (6, 5)
+    assert cfg.delight_emb_depth == 3 and cfg.delight_emb_width_mult == 1.5
+
+
+def test_base_is_the_authors_base_architecture():
+    cfg = build("delight", src_vocab=40, delight_enc_max_depth=6).cfg
+    defaults = DeLighTConfig()
+    # the base keeps 8 blocks, an embedding DExTra of depth 4 and width 2
+    assert (cfg.delight_enc_layers, cfg.delight_dec_layers) == (8, 8)
+    assert (cfg.delight_emb_depth, cfg.delight_emb_width_mult) == (4, 2.0)
+    assert cfg.delight_emb_out_dim == defaults.delight_emb_out_dim == 128
+    assert cfg.dropout == cfg.delight_dropout == cfg.ffn_dropout == 0.1
+    assert not cfg.share_all_embeddings
+
+
+def test_explicit_flags_win_over_presets():
+    cfg = build(
+        "delight_transformer_wmt14_en_de",
+        src_vocab=40,
+        delight_emb_out_dim=128,
+        dropout=0.25,
+        delight_emb_depth=6,
+    ).cfg
+    assert cfg.dropout == 0.25 and cfg.delight_emb_depth == 6
+    assert cfg.ffn_dropout == 0.04  # still the width rule
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_architecture_functions_are_idempotent(arch):
+    args = argparse.Namespace(delight_emb_out_dim=256)
+    ARCH_CONFIG_REGISTRY[arch](args)
+    once = dict(vars(args))
+    ARCH_CONFIG_REGISTRY[arch](args)
+    assert vars(args) == once
+
+
+def test_every_config_field_has_help():
+    from dataclasses import fields
+
+    for f in fields(DeLighTConfig):
+        if f.name != "_name":  # fairseq's own registry key
+            assert f.metadata.get("help"), f.name
+
+
+def test_build_logs_a_summary(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="delight_fairseq.model"):
+        model = build("delight", src_vocab=40)
+    line = [r.message for r in caplog.records if r.message.startswith("DeLighT:")][0]
+    assert "encoder 8 blocks (DExTra depths [4, 4, 5, 5, 6, 6, 7, 8])" in line
+    assert f"parameters {n_params(model):,}" in line
