@@ -1,5 +1,7 @@
 import argparse
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
 import delight_fairseq  # noqa: F401  (registers the model)
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+USER_DIR = str(REPO / "delight_fairseq")
 SHARED_DATA = Path(
     os.environ.get("DELIGHT_SHARED_DATA", REPO.parent / "shared" / "data")
 )
@@ -52,3 +56,64 @@ def shared_data() -> Path:
             f"shared corpora not found at {SHARED_DATA} (set DELIGHT_SHARED_DATA)"
         )
     return SHARED_DATA
+
+
+def run_cli(tool, *args, stdin=None, env=None, check=True):
+    """Run one of fairseq's console scripts from this environment; returns
+    (exit code, stdout + stderr). With ``check`` a failure raises with the log."""
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(
+        [str(BIN / tool), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=full_env,
+    )
+    out = proc.stdout + proc.stderr
+    if check and proc.returncode:
+        raise AssertionError(f"{tool} failed ({proc.returncode}):\n{out[-4000:]}")
+    return proc.returncode, out
+
+
+def preprocess(raw, dest, src="src", tgt="tgt", joined=True):
+    """fairseq-preprocess a {train,valid,test}.{src,tgt} folder."""
+    args = [
+        "--source-lang",
+        src,
+        "--target-lang",
+        tgt,
+        "--destdir",
+        dest,
+        "--workers",
+        "1",
+    ]
+    for split, flag in (
+        ("train", "--trainpref"),
+        ("valid", "--validpref"),
+        ("test", "--testpref"),
+    ):
+        if (Path(raw) / f"{split}.{src}").exists():
+            args += [flag, Path(raw) / split]
+    run_cli("fairseq-preprocess", *args, *(["--joined-dictionary"] if joined else []))
+    return dest
+
+
+#: A small DeLighT that learns the synthetic task in seconds.
+TINY_MODEL = (
+    "--arch delight --delight-emb-out-dim 64 --delight-emb-depth 2 --share-all-embeddings "
+    "--delight-enc-layers 2 --delight-enc-min-depth 2 --delight-enc-max-depth 3 "
+    "--delight-dec-layers 2 --delight-dec-min-depth 2 --delight-dec-max-depth 3"
+).split()
+NO_DROPOUT = (
+    "--dropout 0 --attention-dropout 0 --delight-dropout 0 --delight-emb-dropout 0 "
+    "--pe-dropout 0 --ffn-dropout 0"
+).split()
+TRAIN = [
+    *"--criterion delight_label_smoothed_cross_entropy --label-smoothing 0.1".split(),
+    *"--optimizer adam --adam-betas".split(),
+    "(0.9, 0.98)",
+    *"--lr 0.005 --lr-scheduler inverse_sqrt --warmup-updates 30 --max-tokens 1500".split(),
+    *"--cpu --no-epoch-checkpoints --seed 1 --log-format simple --log-interval 20".split(),
+    *"--num-workers 0".split(),
+]

@@ -3,150 +3,28 @@ fairseq-preprocess -> fairseq-train -> resume -> fairseq-generate (BLEU) ->
 fairseq-interactive, and the hub's from_pretrained().translate()."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from delight_fairseq.synthetic import write_corpus
 
-from conftest import REPO
-
-BIN = Path(sys.executable).parent
-USER_DIR = str(REPO / "delight_fairseq")
-MODEL_ARGS = [
-    "--arch",
-    "delight",
-    "--delight-emb-out-dim",
-    "64",
-    "--delight-enc-layers",
-    "2",
-    "--delight-dec-layers",
-    "2",
-    "--delight-enc-min-depth",
-    "2",
-    "--delight-enc-max-depth",
-    "3",
-    "--delight-dec-min-depth",
-    "2",
-    "--delight-dec-max-depth",
-    "3",
-    "--share-all-embeddings",
-    "--dropout",
-    "0",
-    "--attention-dropout",
-    "0",
-    "--delight-dropout",
-    "0",
-    "--delight-emb-dropout",
-    "0",
-    "--pe-dropout",
-    "0",
-    "--ffn-dropout",
-    "0",
-]
-TRAIN_ARGS = [
-    "--criterion",
-    "delight_label_smoothed_cross_entropy",
-    "--label-smoothing",
-    "0.1",
-    "--optimizer",
-    "adam",
-    "--adam-betas",
-    "(0.9, 0.98)",
-    "--lr",
-    "0.005",
-    "--lr-scheduler",
-    "inverse_sqrt",
-    "--warmup-updates",
-    "30",
-    "--max-tokens",
-    "1500",
-    "--cpu",
-    "--no-epoch-checkpoints",
-    "--seed",
-    "1",
-    "--log-format",
-    "simple",
-    "--log-interval",
-    "20",
-    "--num-workers",
-    "0",
-]
+from conftest import NO_DROPOUT, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
 
 
 def run(tool, *args, stdin=None):
-    proc = subprocess.run(
-        [str(BIN / tool), *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode:
-        raise AssertionError(
-            f"{tool} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc.stdout + proc.stderr
+    return run_cli(tool, *args, stdin=stdin)[1]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("cli")
     raw = write_corpus(work / "raw", n_train=1000, n_valid=100, n_test=100, seed=7)
-    data = work / "bin"
-    run(
-        "fairseq-preprocess",
-        "--source-lang",
-        "src",
-        "--target-lang",
-        "tgt",
-        "--trainpref",
-        raw / "train",
-        "--validpref",
-        raw / "valid",
-        "--testpref",
-        raw / "test",
-        "--destdir",
-        data,
-        "--joined-dictionary",
-        "--workers",
-        "1",
-    )
+    data = preprocess(raw, work / "bin")
     ckpt = work / "ckpt"
-    first = run(
-        "fairseq-train",
-        data,
-        "--user-dir",
-        USER_DIR,
-        *MODEL_ARGS,
-        *TRAIN_ARGS,
-        "--save-dir",
-        ckpt,
-        "--max-update",
-        "120",
-    )
-    resumed = run(
-        "fairseq-train",
-        data,
-        "--user-dir",
-        USER_DIR,
-        *MODEL_ARGS,
-        *TRAIN_ARGS,
-        "--save-dir",
-        ckpt,
-        "--max-update",
-        "160",
-    )
-    return {
-        "work": work,
-        "raw": raw,
-        "data": data,
-        "ckpt": ckpt,
-        "first": first,
-        "resumed": resumed,
-    }
+    common = [data, "--user-dir", USER_DIR, *TINY_MODEL, *NO_DROPOUT, *TRAIN]
+    first = run("fairseq-train", *common, "--save-dir", ckpt, "--max-update", "120")
+    resumed = run("fairseq-train", *common, "--save-dir", ckpt, "--max-update", "160")
+    return {"raw": raw, "data": data, "ckpt": ckpt, "first": first, "resumed": resumed}
 
 
 def test_training_logs_the_model_and_learns(trained):
