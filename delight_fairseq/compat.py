@@ -8,7 +8,8 @@ checkpoint holds: resume, ``fairseq-generate``, ``fairseq-interactive`` and
 ``from_pretrained`` all fail with "Unsupported global". The fix is narrow:
 calls made *from fairseq's own modules* that leave ``weights_only`` unset get
 ``weights_only=False``, as they did when fairseq was written. Any explicit
-argument, and every other caller, is left exactly as it was.
+argument, and every other caller, is left exactly as it was. A checkpoint that
+cannot be read (truncated, corrupt) fails with a message naming the file.
 
 2. No silently dropped batch. fairseq main's ``data_utils.batch_by_size`` drops
 the last batch whenever its size is not a multiple of
@@ -19,12 +20,27 @@ batch; so does this fix. Batches are otherwise unchanged.
 """
 
 import functools
+import os
+import pickle
 import sys
+import zipfile
 
 import numpy as np
 import torch
 
 _MARK = "_delight_fairseq_compat"
+# what torch.load raises on a truncated or damaged file
+UNREADABLE = (
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    ValueError,
+)
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file that fairseq tried to read cannot be unpickled."""
 
 
 def _called_from_fairseq(depth: int = 2) -> bool:
@@ -45,9 +61,23 @@ def _wrap_torch_load() -> None:
 
     @functools.wraps(original)
     def load(*args, **kwargs):
-        if "weights_only" not in kwargs and _called_from_fairseq():
+        from_fairseq = _called_from_fairseq()
+        if "weights_only" not in kwargs and from_fairseq:
             kwargs["weights_only"] = False
-        return original(*args, **kwargs)
+        try:
+            return original(*args, **kwargs)
+        except UNREADABLE as err:
+            source = args[0] if args else kwargs.get("f")
+            path = getattr(source, "name", source)
+            safe = kwargs.get("weights_only", True)  # a refusal, not corruption
+            if not from_fairseq or safe or not isinstance(path, (str, os.PathLike)):
+                raise
+            raise CorruptCheckpointError(
+                f"cannot read the checkpoint {os.fspath(path)}: the file is truncated or "
+                f"corrupt ({type(err).__name__}: {err}). Nothing has been written over "
+                "it. Restore it from a copy, or point --path / --restore-file at another "
+                "checkpoint (a resume without it starts from scratch)"
+            ) from err
 
     setattr(load, _MARK, True)
     torch.load = load

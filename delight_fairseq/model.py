@@ -15,6 +15,7 @@ from .decoder import DeLighTDecoder
 from .embedding import DeLighTEmbedding, build_table
 from .encoder import DeLighTEncoder
 from .scaling import scaled_dropout
+from .state_checks import check_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,15 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
             f"(DExTra depths {enc}), decoder {len(dec)} blocks (DExTra depths {dec}), "
             f"embedding DExTra depth {cfg.delight_emb_depth}, total depth {depth}, "
             f"parameters {n_params:,}"
+        )
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """fairseq's loading, after checking that the checkpoint fits (a clear
+        error for another architecture, other dictionaries or other flags)."""
+        if strict:
+            check_state_dict(self, state_dict)
+        return super().load_state_dict(
+            state_dict, strict, model_cfg=model_cfg, args=args
         )
 
     def forward(

@@ -60,17 +60,19 @@ def shared_data() -> Path:
 
 def run_cli(tool, *args, stdin=None, env=None, check=True):
     """Run one of fairseq's console scripts from this environment; returns
-    (exit code, stdout + stderr). With ``check`` a failure raises with the log."""
+    (exit code, stdout + stderr). ``stdin`` is text or raw bytes. With ``check``
+    a failure raises with the log."""
     full_env = dict(os.environ, **(env or {}))
+    if isinstance(stdin, str):
+        stdin = stdin.encode("utf-8")
     proc = subprocess.run(
         [str(BIN / tool), *map(str, args)],
         input=stdin,
         capture_output=True,
-        text=True,
         timeout=900,
         env=full_env,
     )
-    out = proc.stdout + proc.stderr
+    out = (proc.stdout + proc.stderr).decode("utf-8", errors="replace")
     if check and proc.returncode:
         raise AssertionError(f"{tool} failed ({proc.returncode}):\n{out[-4000:]}")
     return proc.returncode, out
