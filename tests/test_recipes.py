@@ -1,0 +1,209 @@
+"""The paper's recipes: LR and dropout arithmetic, the shell and YAML paths agreeing,
+and fairseq-hydra-train running a config from configs/."""
+
+import argparse
+import ast
+import subprocess
+import sys
+
+import pytest
+import yaml
+from fairseq import options
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+from delight_fairseq.config import config_from, resolve
+from delight_fairseq.recipes import (
+    RECIPES,
+    ROWS,
+    get,
+    hydra_config,
+    train_args,
+    update_freq,
+)
+from delight_fairseq.synthetic import write_corpus
+
+from conftest import REPO, USER_DIR, preprocess, run_cli
+
+# spec section 9
+PEAK_LR = {
+    "wmt14_en_de": {128: 0.01, 256: 0.007, 384: 0.005, 512: 0.004, 640: 0.003},
+    "wmt14_en_fr": {128: 0.01, 256: 0.007, 384: 0.005, 512: 0.004, 640: 0.003},
+    "wmt16_en_ro": {128: 0.0028, 256: 0.0014, 384: 0.0009, 640: 0.0006},
+}
+ALL_ROWS = [(name, r.d_m) for name in ROWS for r in ROWS[name]]
+
+
+@pytest.mark.parametrize("name, d_m", [(n, d) for n in PEAK_LR for d in PEAK_LR[n]])
+def test_peak_lr(name, d_m):
+    assert get(name).peak_lr(d_m) == PEAK_LR[name][d_m]
+
+
+@pytest.mark.parametrize(
+    "name, gpus, freq",
+    [
+        ("wmt14_en_de", 8, 16),
+        ("wmt14_en_de", 1, 128),
+        ("wmt14_en_fr", 4, 32),
+        ("wmt16_en_ro", 8, 1),
+        ("wmt16_en_ro", 1, 8),
+        ("iwslt14_de_en", 1, 1),
+        ("iwslt14_de_en", 2, 1),
+    ],
+)
+def test_update_freq_keeps_the_paper_batch(name, gpus, freq):
+    assert update_freq(get(name), gpus) == freq
+
+
+def cli_config(name, d_m, gpus=1):
+    parser = options.get_training_parser()
+    argv = ["data-bin/x", "--user-dir", USER_DIR, *train_args(get(name), d_m, gpus)]
+    return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+
+
+@pytest.mark.parametrize("name, d_m", ALL_ROWS)
+def test_shell_and_yaml_recipes_agree(name, d_m):
+    recipe = get(name)
+    cli = cli_config(name, d_m, recipe.paper_gpus)
+    with open(REPO / "configs" / name / f"d{d_m}.yaml") as f:
+        conf = yaml.safe_load(f)
+    assert conf == yaml.safe_load(
+        yaml.safe_dump(hydra_config(recipe, d_m, recipe.paper_gpus))
+    )
+    # the model fairseq builds from either is the same
+    from_cli = vars(resolve(config_from(cli.model)))
+    from_yaml = vars(resolve(config_from(argparse.Namespace(**conf["model"]))))
+    from_cli.pop("_name"), from_yaml.pop("_name")
+    assert from_cli == from_yaml
+    assert cli.optimization.lr == conf["optimization"]["lr"]
+    assert cli.optimization.max_update == conf["optimization"]["max_update"]
+    assert cli.optimization.update_freq == conf["optimization"]["update_freq"]
+    assert cli.optimization.clip_norm == conf["optimization"]["clip_norm"]
+    assert cli.dataset.max_tokens == conf["dataset"]["max_tokens"]
+    assert cli.criterion._name == conf["criterion"]["_name"]
+    assert cli.criterion.label_smoothing == conf["criterion"]["label_smoothing"]
+    assert ast.literal_eval(cli.optimizer.adam_betas) == ast.literal_eval(
+        conf["optimizer"]["adam_betas"]
+    )
+    for key, value in conf["lr_scheduler"].items():
+        assert cli.lr_scheduler[key] == value, key
+
+
+def test_configs_are_up_to_date():
+    files = sorted(
+        p.relative_to(REPO / "configs") for p in (REPO / "configs").glob("*/d*.yaml")
+    )
+    assert [str(p) for p in files] == sorted(f"{n}/d{d}.yaml" for n, d in ALL_ROWS)
+
+
+def test_iwslt_rows_land_on_the_paper_sizes():
+    from conftest import build, n_params
+
+    sizes = []
+    for r in ROWS["iwslt14_de_en"]:
+        model = build(
+            get("iwslt14_de_en").arch,
+            src_vocab=8_848,
+            tgt_vocab=6_632,
+            delight_emb_out_dim=r.d_m,
+            **dict(r.model),
+        )
+        sizes.append(round(n_params(model) / 1e6))
+    assert sizes == [r.paper_params_m for r in ROWS["iwslt14_de_en"]] == [14, 30]
+
+
+def test_recipe_cli_prints_the_arguments():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "delight_fairseq.recipes",
+            "args",
+            "wmt14_en_de",
+            "256",
+            "--gpus",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    assert out[out.index("--update-freq") + 1] == "16"
+    assert out[out.index("--lr") + 1] == "0.007"
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(ValueError, match="choose one of"):
+        get("wmt15_xx")
+    assert set(RECIPES) == set(ROWS)
+
+
+def test_hydra_train_runs_a_config_from_configs(tmp_path):
+    data = preprocess(
+        write_corpus(tmp_path / "raw", 300, 30, 0, seed=2), tmp_path / "bin"
+    )
+    code, log = run_cli(
+        "fairseq-hydra-train",
+        "--config-dir",
+        REPO / "configs" / "wmt16_en_ro",
+        "--config-name",
+        "d128",
+        f"common.user_dir={USER_DIR}",
+        "common.cpu=true",
+        f"task.data={data}",
+        "task.source_lang=src",
+        "task.target_lang=tgt",
+        "model.delight_emb_out_dim=64",
+        "model.delight_enc_layers=2",
+        "model.delight_dec_layers=2",
+        "optimization.max_update=3",
+        "optimization.update_freq=[1]",
+        "dataset.max_tokens=800",
+        "dataset.num_workers=0",
+        f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    )
+    assert "DeLighT: d_m=64, encoder 2 blocks" in log
+    assert "done training" in log
+    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def test_train_sh_runs_the_recipe_on_cpu(tmp_path):
+    raw = write_corpus(tmp_path / "raw", 300, 30, 0, seed=4)
+    for split in ("train", "valid"):
+        for side, lang in (("src", "en"), ("tgt", "ro")):
+            (raw / f"{split}.{lang}").write_text((raw / f"{split}.{side}").read_text())
+    preprocess(raw, tmp_path / "data-bin" / "wmt16_en_ro", src="en", tgt="ro")
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "scripts" / "train.sh"),
+            "wmt16_en_ro",
+            "128",
+            "--max-update",
+            "2",
+            "--delight-emb-out-dim",
+            "64",
+            "--max-tokens",
+            "600",
+            "--update-freq",
+            "1",
+            "--save-dir",
+            str(tmp_path / "ckpt"),
+            "--num-workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHON": sys.executable,
+            "DELIGHT_DATA_BIN": str(tmp_path / "data-bin"),
+        },
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "training on the CPU" in log
+    assert "'lr': [0.0028]" in log and "'_name': 'polynomial_decay'" in log
+    assert "DeLighT: d_m=64" in log and "num_updates 2" in log
