@@ -26,6 +26,7 @@ setup(
         "sacrebleu==2.6.0",
         "sentencepiece==0.2.3",
         "sacremoses==0.2.0",
+        "subword-nmt==0.3.8",
         "scikit-learn==1.9.1",
         "tensorboardX==2.6.5",
     ],

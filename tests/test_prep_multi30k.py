@@ -1,0 +1,47 @@
+"""Multi30k, whole, through ``scripts/prepare_multi30k.sh``."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fairseq.data import data_utils
+
+from delight_fairseq.prep.binarize import read_stamp
+
+from conftest import REPO
+
+
+def test_prepare_multi30k_script(shared_data, tmp_path):
+    dest = tmp_path / "data-bin" / "multi30k_de_en"
+    cmd = ["bash", str(REPO / "scripts" / "prepare_multi30k.sh")]
+    cmd += ["--raw", str(shared_data / "multi30k"), "--pair", "de-en"]
+    cmd += ["--dest", str(dest), "--subwords", "2000", "--workers", "2"]
+    env = {**os.environ, "DELIGHT_VENV": str(Path(sys.executable).parent.parent)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "multi30k ready" in out.stderr
+
+    sizes = {"train": 29_000, "valid": 1_014, "test": 1_000}
+    assert read_stamp(dest)["report"]["pairs"] == sizes
+    for split, n in sizes.items():
+        for lang in ("de", "en"):
+            ds = data_utils.load_indexed_dataset(
+                str(dest / f"{split}.de-en.{lang}"), None
+            )
+            assert len(ds) == n
+    # raw text, nothing removed: the pieces decode back to the original lines
+    text = Path(f"{dest}.work") / "text"
+    raw_test = (shared_data / "multi30k" / "test_2016_flickr.en").read_text(
+        encoding="utf-8"
+    )
+    assert (text / "pre" / "test.en").read_text(encoding="utf-8") == raw_test
+    pieces = (text / "test.en").read_text(encoding="utf-8").splitlines()
+    assert all(p.startswith("▁") for p in pieces)
+    # one joined dictionary (--share-all-embeddings), the model alongside
+    assert (dest / "dict.de.txt").read_text() == (dest / "dict.en.txt").read_text()
+    assert (dest / "spm.model").is_file()
+    assert not list(dest.parent.glob(".multi30k_de_en.*"))
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "already up to date" in again.stderr
