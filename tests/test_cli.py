@@ -94,3 +94,35 @@ def test_hub_from_pretrained_translates(trained):
         data_name_or_path=str(trained["data"]),
     )
     assert hub.translate("ein mann mag der auto", beam=5) == "a man likes the car"
+
+
+def test_evaluate_sh_scores_with_sacrebleu(trained):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run(
+        [
+            "bash",
+            str(REPO / "scripts" / "evaluate.sh"),
+            trained["data"].name,
+            str(trained["ckpt"] / "checkpoint_best.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHON": sys.executable,
+            "DELIGHT_DATA_BIN": str(trained["data"].parent),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((trained["ckpt"] / "eval" / "bleu.json").read_text())
+    assert result["sacrebleu"] > 50 and result["lenpen"] == 1.0
+    assert result["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+    hyps = (trained["ckpt"] / "eval" / "test.hyp").read_text().splitlines()
+    assert len(hyps) == 100
+    assert f"sacreBLEU {result['sacrebleu']:.2f}" in proc.stdout
