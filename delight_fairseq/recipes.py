@@ -43,76 +43,30 @@ class Recipe:
         return min(round(self.lr_base * self.lr_ref / d_m, self.lr_digits), 0.01)
 
 
+# fmt: off
 RECIPES: Dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe(
-            "wmt14_en_de",
-            "delight_transformer_wmt14_en_de",
-            "wmt14_en_de",
-            "en",
-            "de",
-            max_update=30_000,
-            warmup_updates=10_000,
-            tokens_per_update=8 * 4096 * 16,
-            schedule="cosine",
-            lr_period_updates=20_000,
-            lr_base=0.003,
-            lr_ref=640,
-            lr_digits=3,
-            lenpen=0.4,
-        ),
-        Recipe(
-            "wmt14_en_fr",
-            "delight_transformer_wmt14_en_fr",
-            "wmt14_en_fr",
-            "en",
-            "fr",
-            max_update=50_000,
-            warmup_updates=10_000,
-            tokens_per_update=8 * 4096 * 16,
-            schedule="cosine",
-            lr_period_updates=70_000,
-            lr_base=0.003,
-            lr_ref=640,
-            lr_digits=3,
-            lenpen=0.9,
-        ),
-        Recipe(
-            "wmt16_en_ro",
-            "delight_transformer_wmt16_en_ro",
-            "wmt16_en_ro",
-            "en",
-            "ro",
-            max_update=100_000,
-            warmup_updates=10_000,
-            tokens_per_update=8 * 4096,
-            schedule="linear",
-            lr_base=0.0007,
-            lr_ref=512,
-            lr_digits=4,
-            lenpen=1.0,
-        ),
-        Recipe(
-            "iwslt14_de_en",
-            "delight_transformer_iwslt_de_en",
-            "iwslt14_de_en",
-            "de",
-            "en",
-            max_update=50_000,
-            warmup_updates=4_000,
-            tokens_per_update=4096,
-            schedule="inverse_sqrt",
-            lr_base=0.0007,
-            lr_ref=512,
-            lr_digits=4,
-            lenpen=1.0,
-            paper_gpus=1,
-            note="the paper gives only 50k updates of 4k tokens on 1 GPU for IWSLT; the "
-            "peak LR (En-Ro's rule) and the inverse-sqrt schedule are this project's",
-        ),
+        Recipe("wmt14_en_de", "delight_transformer_wmt14_en_de", "wmt14_en_de", "en", "de",
+               max_update=30_000, warmup_updates=10_000, tokens_per_update=8 * 4096 * 16,
+               schedule="cosine", lr_period_updates=20_000, lr_base=0.003, lr_ref=640,
+               lr_digits=3, lenpen=0.4),
+        Recipe("wmt14_en_fr", "delight_transformer_wmt14_en_fr", "wmt14_en_fr", "en", "fr",
+               max_update=50_000, warmup_updates=10_000, tokens_per_update=8 * 4096 * 16,
+               schedule="cosine", lr_period_updates=70_000, lr_base=0.003, lr_ref=640,
+               lr_digits=3, lenpen=0.9),
+        Recipe("wmt16_en_ro", "delight_transformer_wmt16_en_ro", "wmt16_en_ro", "en", "ro",
+               max_update=100_000, warmup_updates=10_000, tokens_per_update=8 * 4096,
+               schedule="linear", lr_base=0.0007, lr_ref=512, lr_digits=4, lenpen=1.0),
+        Recipe("iwslt14_de_en", "delight_transformer_iwslt_de_en", "iwslt14_de_en", "de", "en",
+               max_update=50_000, warmup_updates=4_000, tokens_per_update=4096,
+               schedule="inverse_sqrt", lr_base=0.0007, lr_ref=512, lr_digits=4, lenpen=1.0,
+               paper_gpus=1, note="the paper gives only 50k updates of 4k tokens on 1 GPU "
+               "for IWSLT; the peak LR (En-Ro's rule) and the inverse-sqrt schedule are this "
+               "project's"),
     )
 }
+# fmt: on
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ import gzip
 import io
 import tarfile
 import urllib.error
-from pathlib import Path
 
 import pytest
 
@@ -15,14 +14,7 @@ from delight_fairseq.prep.pipeline import Options
 from delight_fairseq.prep.recipes import multi30k
 from delight_fairseq.prep.releases import MULTI30K_URL, wmt14_test
 
-
-def write(path: Path, text) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+from prep_helpers import write
 
 
 def test_segments_and_iwslt_tags():

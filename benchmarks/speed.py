@@ -1,0 +1,204 @@
+"""Training and decoding speed on real Multi30k batches: DeLighT against
+fairseq's transformers.
+
+    python benchmarks/speed.py train    [--data DIR] [--batches 6] [--json out.json]
+    python benchmarks/speed.py generate [--data DIR] [--sentences 200] [--json out.json]
+
+``train``: target tokens/s of fwd+bwd+Adam step over the first batches of the
+training set (4,096 tokens each), and the peak resident memory that training
+adds (each model in a fresh process). ``generate``: sentences/s of fairseq's
+beam search with beam 5 and beam 1 on the test set; untrained models are
+forced to the source length (``--match-source-len``) so that every model
+decodes the same number of tokens. The data is a Multi30k data-bin with a joined
+dictionary (``scripts/prepare_multi30k.sh``).
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT / "benchmarks/out/multi30k_cpu/data-bin/multi30k_de_en"
+MODELS = {
+    "delight d_m 128": [
+        "--arch",
+        "delight_transformer_wmt14_en_de",
+        "--delight-emb-out-dim",
+        "128",
+    ],
+    "delight d_m 256": [
+        "--arch",
+        "delight_transformer_wmt14_en_de",
+        "--delight-emb-out-dim",
+        "256",
+    ],
+    "transformer_iwslt_de_en": [
+        "--arch",
+        "transformer_iwslt_de_en",
+        "--share-all-embeddings",
+    ],
+    "transformer_wmt_en_de": [
+        "--arch",
+        "transformer_wmt_en_de",
+        "--share-all-embeddings",
+    ],
+}
+
+
+def setup(data: Path, model_args):
+    from fairseq import options, tasks
+
+    import delight_fairseq  # noqa: F401
+
+    argv = [
+        str(data),
+        "--user-dir",
+        str(ROOT / "delight_fairseq"),
+        *model_args,
+        "--cpu",
+        "--criterion",
+        "delight_label_smoothed_cross_entropy",
+        "--label-smoothing",
+        "0.1",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.0005",
+        "--max-tokens",
+        "4096",
+        "--source-lang",
+        "de",
+        "--target-lang",
+        "en",
+    ]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    task = tasks.setup_task(args)
+    model = task.build_model(args)
+    return args, task, model
+
+
+def child_train(data: Path, name: str, batches: int) -> dict:
+    import torch
+
+    args, task, model = setup(data, MODELS[name])
+    criterion = task.build_criterion(args)
+    task.load_dataset("train")
+    itr = task.get_batch_iterator(
+        task.dataset("train"), max_tokens=4096, seed=1, max_positions=(1024, 1024)
+    ).next_epoch_itr(shuffle=False)
+    samples = [s for _, s in zip(range(batches + 1), itr)]
+    optim = torch.optim.Adam(model.parameters(), lr=5e-4, betas=(0.9, 0.98))
+    model.train()
+
+    def step(sample):
+        optim.zero_grad()
+        loss, _, _ = criterion(model, sample)
+        loss.backward()
+        optim.step()
+
+    step(samples[0])  # warm-up, not timed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    for sample in samples[1:]:
+        step(sample)
+    seconds = time.perf_counter() - start
+    tokens = sum(int(s["ntokens"]) for s in samples[1:])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "model": name,
+        "params": sum(p.numel() for p in model.parameters()),
+        "target_tokens_per_s": tokens / seconds,
+        "peak_rss_mib": peak / 1024,
+        "rss_growth_in_steps_mib": (peak - before) / 1024,
+    }
+
+
+def child_generate(data: Path, name: str, sentences: int) -> dict:
+    import torch
+
+    args, task, model = setup(data, MODELS[name])
+    model.eval()
+    task.load_dataset("test")
+    dataset = task.dataset("test")
+    result = {"model": name, "params": sum(p.numel() for p in model.parameters())}
+    for beam in (5, 1):
+        gen_args = argparse.Namespace(beam=beam, match_source_len=True, max_len_b=200)
+        generator = task.build_generator([model], gen_args)
+        itr = task.get_batch_iterator(
+            dataset, max_sentences=50, max_positions=(1024, 1024), seed=1
+        ).next_epoch_itr(shuffle=False)
+        done, start = 0, time.perf_counter()
+        with torch.no_grad():
+            for sample in itr:
+                task.inference_step(generator, [model], sample)
+                done += len(sample["id"])
+                if done >= sentences:
+                    break
+        result[f"beam{beam}_sentences_per_s"] = done / (time.perf_counter() - start)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["train", "generate"])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--batches", type=int, default=6)
+    parser.add_argument("--sentences", type=int, default=200)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import logging
+
+        logging.disable(logging.INFO)
+        fn = child_train if args.what == "train" else child_generate
+        amount = args.batches if args.what == "train" else args.sentences
+        print(json.dumps(fn(args.data, args.child, amount)))
+        return
+    if not (args.data / "dict.de.txt").exists():
+        sys.exit(
+            f"no Multi30k data-bin at {args.data}: run scripts/prepare_multi30k.sh "
+            "--dest that folder first (or pass --data)"
+        )
+    rows = []
+    for name in args.models:
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                args.what,
+                "--data",
+                str(args.data),
+                "--child",
+                name,
+                "--batches",
+                str(args.batches),
+                "--sentences",
+                str(args.sentences),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    keys = [k for k in rows[0] if k not in ("model",)]
+    print(f"{'model':<26}" + "".join(f"{k:>26}" for k in keys))
+    for r in rows:
+        print(
+            f"{r['model']:<26}"
+            + "".join(
+                f"{r[k]:>26,.1f}" if isinstance(r[k], float) else f"{r[k]:>26,}"
+                for k in keys
+            )
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
