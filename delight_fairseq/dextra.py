@@ -19,6 +19,15 @@ def mix_inputs(x: Tensor, y: Tensor, groups: int) -> Tensor:
     return torch.cat([x, y], dim=-1).reshape(lead + (-1,))
 
 
+def mix_grouped(x: Tensor, y: Tensor, groups: int) -> Tensor:
+    """The mixer written straight into the next GLT's group-major layout:
+    ``mix_inputs(x, y, g)`` viewed as N x g x (.) and transposed to g x N x (.),
+    built with one copy. x: N x P, y: N x out."""
+    x = x.reshape(x.size(0), groups, -1).transpose(0, 1)
+    y = y.reshape(y.size(0), groups, -1).transpose(0, 1)
+    return torch.cat([x, y], dim=-1)
+
+
 class DExTra(nn.Module):
     """``DExTra(D_in, P, D_o, N, w, g_max)``.
 
@@ -60,10 +69,18 @@ class DExTra(nn.Module):
         return f"depth={self.depth}, width_mult={self.width_mult}"
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.input_layer(x)
+        """x: ... x D_in -> ... x D_o."""
+        lead = x.shape[:-1]
+        x = self.input_layer(x).reshape(-1, self.proj_features)
         y = x
         for i, layer in enumerate(self.glt_layers):
-            if i > 0:
-                y = mix_inputs(x, y, layer.groups)
-            y = layer(y)
-        return self.output_layer(torch.cat([x, y], dim=-1))
+            if i == 0:
+                grouped = x.reshape(
+                    -1, layer.groups, self.proj_features // layer.groups
+                )
+                grouped = grouped.transpose(0, 1).contiguous()
+            else:
+                grouped = mix_grouped(x, y, layer.groups)
+            y = layer.forward_grouped(grouped)
+        out = self.output_layer(torch.cat([x, y], dim=-1))
+        return out.reshape(lead + (self.out_features,))

@@ -72,10 +72,17 @@ class GroupLinear(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: ... x in -> ... x out."""
         lead = x.shape[:-1]
         g = self.groups
-        # ... x in -> g x N x in/g: one batched matmul over the groups
-        x = x.reshape(-1, g, self.in_features // g).transpose(0, 1)
+        # ... x in -> g x N x in/g, contiguous: the batched matmul's backward
+        # then runs on plain layouts instead of copying strided ones
+        x = x.reshape(-1, g, self.in_features // g).transpose(0, 1).contiguous()
+        return self.forward_grouped(x).reshape(lead + (self.out_features,))
+
+    def forward_grouped(self, x: Tensor) -> Tensor:
+        """x: g x N x in/g (group-major, as DExTra's mixer lays it out) -> N x out."""
+        g = self.groups
         x = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
         if self.shuffle:
             # g x N x out/g -> N x out/g x g, read back row-major as N x g x out/g
@@ -84,4 +91,4 @@ class GroupLinear(nn.Module):
             x = x.transpose(0, 1)
         x = F.layer_norm(x, (self.out_features // g,), self.norm_weight, self.norm_bias)
         x = F.dropout(F.silu(x), p=self.dropout, training=self.training)
-        return x.reshape(lead + (self.out_features,))
+        return x.reshape(-1, self.out_features)

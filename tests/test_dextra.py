@@ -50,3 +50,29 @@ def test_dextra_worked_example_layers():
 )
 def test_dextra_module_params_equal_arithmetic(args):
     assert sum(p.numel() for p in DExTra(*args).parameters()) == dextra_params(*args)
+
+
+def test_grouped_mixer_is_the_mixer_in_group_major_layout():
+    from delight_fairseq.dextra import mix_grouped
+
+    x, y = torch.randn(5, 64), torch.randn(5, 176)
+    want = mix_inputs(x, y, 4).reshape(5, 4, -1).transpose(0, 1)
+    got = mix_grouped(x, y, 4)
+    torch.testing.assert_close(got, want)
+    assert got.is_contiguous()
+
+
+def test_dextra_gradients_match_naive_reference():
+    torch.manual_seed(3)
+    unit = DExTra(64, 32, 64, 5, 2.0, 4).double()
+    with torch.no_grad():
+        for param in unit.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    x = torch.randn(2, 3, 64, dtype=torch.float64, requires_grad=True)
+    params = [x, *unit.parameters()]
+    got = torch.autograd.grad((unit(x) ** 2).sum(), params)
+    want = torch.autograd.grad(
+        (naive_dextra(x.reshape(6, 64), unit) ** 2).sum(), params
+    )
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
