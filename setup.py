@@ -30,5 +30,8 @@ setup(
         "scikit-learn==1.9.1",
         "tensorboardX==2.6.5",
     ],
-    extras_require={"test": ["pytest==9.2.0", "ruff==0.17.6"]},
+    extras_require={
+        "test": ["pytest==9.2.0", "ruff==0.17.6"],
+        "bench": ["matplotlib==3.11.2"],  # the shoot-out's plot
+    },
 )

@@ -52,8 +52,8 @@ fi
 log "installing $(basename "$wheel")"
 "${PIP[@]}" install -q "$wheel"
 
-log "installing delight-fairseq (editable) with its test tools"
-"${PIP[@]}" install -q --no-build-isolation -e "$ROOT[test]"
+log "installing delight-fairseq (editable) with its test and benchmark tools"
+"${PIP[@]}" install -q --no-build-isolation -e "$ROOT[test,bench]"
 
 rm -f "$VENV"/.delight-setup-*
 touch "$STAMP"
