@@ -35,7 +35,7 @@ def macs(checkpoint: Path, data: str, src_len: int = 20, tgt_len: int = 20) -> i
 def collect(folder: Path, data: str) -> dict:
     log = (folder / "train.log").read_text()
     params = int(
-        re.search(r"num\. model params: ([\d,]+)", log).group(1).replace(",", "")
+        re.search(r"num\. shared model params: ([\d,]+)", log).group(1).replace(",", "")
     )
     wps = [float(x) for x in re.findall(r"\| train \| .*?\| wps ([\d.]+)", log)]
     updates = int(re.findall(r"num_updates (\d+)", log)[-1])
