@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bfloat16 training on the CPU for a few hundred updates on Multi30k, checking for NaN.
 #
-# Usage: bash benchmarks/bf16_cpu.sh [UPDATES]   (default 300)
+# Usage: [MAX_TOKENS=4096] bash benchmarks/bf16_cpu.sh [UPDATES]   (default 300)
 # fairseq-train ties --bf16 to TPUs (it turns on --tpu), so this goes through
 # fairseq-hydra-train with common.bf16=true and common.cpu=true. Writes
 # benchmarks/out/bf16_cpu/{train.log,result.json}.
@@ -24,7 +24,7 @@ fairseq-hydra-train --config-dir "$ROOT/configs/wmt16_en_ro" --config-name d128 
     model.delight_dec_layers=4 model.delight_dec_min_depth=3 model.delight_dec_max_depth=6 \
     model.delight_emb_depth=3 model.dropout=0.2 model.ffn_dropout=0.2 \
     optimization.max_update="$UPDATES" optimization.update_freq=[1] optimization.lr=[0.003] \
-    lr_scheduler.warmup_updates=200 dataset.num_workers=0 dataset.max_tokens=4096 \
+    lr_scheduler.warmup_updates=200 dataset.num_workers=0 dataset.max_tokens="${MAX_TOKENS:-4096}" \
     checkpoint.save_dir="$OUT/checkpoints" checkpoint.no_epoch_checkpoints=true \
     hydra.run.dir="$OUT/hydra" >"$OUT/train.log" 2>&1
 python - "$OUT" "$(( $(date +%s) - start ))" <<'PY'
