@@ -40,7 +40,7 @@ if [[ -f "$DATA/train.de" && -f "$DATA/train.en" ]]; then
     REF="$RAW/test_2016_flickr.en"
     BPE=(--bpe sentencepiece --sentencepiece-model "$OUT/spm.model")
     POST=(--post-process sentencepiece)
-    MODEL=(--arch delight --delight-emb-out-dim 128 --share-all-embeddings
+    MODEL=(--arch delight --delight-emb-out-dim 128 --share-all-embeddings --delight-emb-depth 3
            --delight-enc-layers 4 --delight-enc-min-depth 3 --delight-enc-max-depth 6
            --delight-dec-layers 4 --delight-dec-min-depth 3 --delight-dec-max-depth 6
            --dropout 0.2 --ffn-dropout 0.2 --attention-dropout 0.05 --delight-dropout 0.05)
@@ -53,7 +53,7 @@ else
     TRAINPREF="$RAW/train" VALIDPREF="$RAW/valid" TESTPREF="$RAW/test"
     REF="$RAW/test.tgt"
     BPE=() POST=()
-    MODEL=(--arch delight --delight-emb-out-dim 64 --share-all-embeddings
+    MODEL=(--arch delight --delight-emb-out-dim 64 --share-all-embeddings --delight-emb-depth 2
            --delight-enc-layers 2 --delight-enc-min-depth 2 --delight-enc-max-depth 3
            --delight-dec-layers 2 --delight-dec-min-depth 2 --delight-dec-max-depth 3
            --dropout 0.05 --ffn-dropout 0.05 --attention-dropout 0 --delight-dropout 0)
