@@ -119,3 +119,17 @@ TRAIN = [
     *"--cpu --no-epoch-checkpoints --seed 1 --log-format simple --log-interval 20".split(),
     *"--num-workers 0".split(),
 ]
+
+
+def hydra_train_tiny(data, save_dir, *overrides):
+    """fairseq-hydra-train on configs/wmt16_en_ro/d128.yaml, shrunk to a tiny model
+    on a src/tgt data-bin; ``overrides`` add the test's own settings."""
+    return run_cli(
+        "fairseq-hydra-train", "--config-dir", REPO / "configs" / "wmt16_en_ro",
+        "--config-name", "d128", f"common.user_dir={USER_DIR}", "common.cpu=true",
+        f"task.data={data}", "task.source_lang=src", "task.target_lang=tgt",
+        "model.delight_emb_out_dim=64", "model.delight_enc_layers=2",
+        "model.delight_dec_layers=2", "optimization.update_freq=[1]",
+        "dataset.num_workers=0", f"checkpoint.save_dir={save_dir}",
+        f"hydra.run.dir={save_dir}_hydra", *overrides,
+    )  # fmt: skip

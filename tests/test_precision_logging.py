@@ -8,7 +8,15 @@ import pytest
 
 from delight_fairseq.synthetic import write_corpus
 
-from conftest import NO_DROPOUT, REPO, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
+from conftest import (
+    NO_DROPOUT,
+    TINY_MODEL,
+    TRAIN,
+    USER_DIR,
+    hydra_train_tiny,
+    preprocess,
+    run_cli,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,32 +51,11 @@ def losses(log):
 def test_bf16_trains_on_cpu_without_nan(data, tmp_path):
     """fairseq-train ties --bf16 to TPUs (it sets --tpu); Hydra's common.bf16 with
     common.cpu trains the bfloat16 model on the CPU with fp32 master weights."""
-    code, log = run_cli(
-        "fairseq-hydra-train",
-        "--config-dir",
-        REPO / "configs" / "wmt16_en_ro",
-        "--config-name",
-        "d128",
-        f"common.user_dir={USER_DIR}",
-        "common.cpu=true",
-        "common.bf16=true",
-        "common.log_interval=5",
-        "common.log_format=simple",
-        f"task.data={data}",
-        "task.source_lang=src",
-        "task.target_lang=tgt",
-        "model.delight_emb_out_dim=64",
-        "model.delight_enc_layers=2",
-        "model.delight_dec_layers=2",
-        "optimization.max_update=40",
-        "optimization.lr=[0.005]",
-        "optimization.update_freq=[1]",
-        "lr_scheduler.warmup_updates=10",
-        "dataset.max_tokens=1500",
-        "dataset.num_workers=0",
-        f"checkpoint.save_dir={tmp_path / 'bf16'}",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-    )
+    code, log = hydra_train_tiny(
+        data, tmp_path / "bf16", "common.bf16=true", "common.log_interval=5",
+        "common.log_format=simple", "optimization.max_update=40", "optimization.lr=[0.005]",
+        "lr_scheduler.warmup_updates=10", "dataset.max_tokens=1500",
+    )  # fmt: skip
     assert "'bf16': True" in log and "'tpu': False" in log
     values = losses(log)
     assert len(values) == 8 and all(math.isfinite(v) for v in values)

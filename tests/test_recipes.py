@@ -22,7 +22,7 @@ from delight_fairseq.recipes import (
 )
 from delight_fairseq.synthetic import write_corpus
 
-from conftest import REPO, USER_DIR, preprocess, run_cli
+from conftest import REPO, USER_DIR, hydra_train_tiny, preprocess
 
 # spec section 9
 PEAK_LR = {
@@ -141,26 +141,8 @@ def test_hydra_train_runs_a_config_from_configs(tmp_path):
     data = preprocess(
         write_corpus(tmp_path / "raw", 300, 30, 0, seed=2), tmp_path / "bin"
     )
-    code, log = run_cli(
-        "fairseq-hydra-train",
-        "--config-dir",
-        REPO / "configs" / "wmt16_en_ro",
-        "--config-name",
-        "d128",
-        f"common.user_dir={USER_DIR}",
-        "common.cpu=true",
-        f"task.data={data}",
-        "task.source_lang=src",
-        "task.target_lang=tgt",
-        "model.delight_emb_out_dim=64",
-        "model.delight_enc_layers=2",
-        "model.delight_dec_layers=2",
-        "optimization.max_update=3",
-        "optimization.update_freq=[1]",
-        "dataset.max_tokens=800",
-        "dataset.num_workers=0",
-        f"checkpoint.save_dir={tmp_path / 'ckpt'}",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
+    code, log = hydra_train_tiny(
+        data, tmp_path / "ckpt", "optimization.max_update=3", "dataset.max_tokens=800"
     )
     assert "DeLighT: d_m=64, encoder 2 blocks" in log
     assert "done training" in log
