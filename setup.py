@@ -17,6 +17,7 @@ setup(
     license="MIT",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["delight_fairseq", "delight_fairseq.*"]),
+    package_data={"delight_fairseq": ["csrc/*.cpp"]},
     install_requires=[
         "torch==2.13.0",
         "fairseq-fixed==0.12.3.1",
@@ -29,6 +30,7 @@ setup(
         "subword-nmt==0.3.8",
         "scikit-learn==1.9.1",
         "tensorboardX==2.6.5",
+        "ninja==1.13.2",  # builds the fused GLT kernel (delight_fairseq/csrc)
     ],
     extras_require={
         "test": ["pytest==9.2.0", "ruff==0.17.6"],

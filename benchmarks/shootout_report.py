@@ -4,6 +4,7 @@ python benchmarks/shootout_report.py benchmarks/out/shootout
 """
 
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -61,23 +62,59 @@ def collect(folder: Path, data: str) -> dict:
     }
 
 
+def summarise(runs: list) -> dict:
+    """One model's seeds: BLEU mean and range, the other figures averaged."""
+
+    def mean(key):
+        return sum(r[key] for r in runs) / len(runs)
+
+    bleus = [r["bleu"] for r in runs]
+    return {
+        "model": runs[0]["model"],
+        "seeds": [r["seed"] for r in runs],
+        "params": runs[0]["params"],
+        "macs_20x20": runs[0]["macs_20x20"],
+        "updates": round(mean("updates")),
+        "train_tokens_per_s": round(mean("train_tokens_per_s"), 1),
+        "decode_sentences_per_s": round(mean("decode_sentences_per_s"), 1),
+        "peak_rss_mib": round(mean("peak_rss_mib")),
+        "bleu_per_seed": bleus,
+        "bleu_mean": round(sum(bleus) / len(bleus), 2),
+        "signature": runs[0]["signature"],
+    }
+
+
 def main():
+    # fairseq's import leaves the root logger at DEBUG; keep the report readable
+    for name in ("matplotlib", "filelock", "PIL"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     out = Path(sys.argv[1])
     data = str(ROOT / "benchmarks/out/multi30k_cpu/data-bin/multi30k_de_en")
-    rows = [
-        collect(d, data) for d in sorted(out.iterdir()) if (d / "train.log").exists()
-    ]
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    models = []
+    for model_dir in sorted(d for d in out.iterdir() if d.is_dir()):
+        runs = []
+        for seed_dir in sorted(model_dir.glob("seed*")):
+            if (seed_dir / "eval" / "bleu.json").exists():
+                run = collect(seed_dir, data)
+                run["model"] = model_dir.name
+                run["seed"] = int(seed_dir.name[len("seed") :])
+                runs.append(run)
+        if runs:
+            models.append(summarise(runs))
+    (out / "results.json").write_text(json.dumps(models, indent=2))
     lines = [
         "| model | parameters | MACs (20 x 20 tokens) | train target tokens/s | "
-        "decode sentences/s (beam 5) | peak RSS | updates | sacreBLEU |",
-        "|---|---|---|---|---|---|---|---|",
+        "decode sentences/s (beam 5) | peak RSS | updates | sacreBLEU per seed | "
+        "mean |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in models:
+        per_seed = " / ".join(f"{b:.2f}" for b in r["bleu_per_seed"])
         lines.append(
-            f"| {r['model']} | {r['params'] / 1e6:.2f} M | {r['macs_20x20'] / 1e6:.0f} M | "
-            f"{r['train_tokens_per_s']:,.0f} | {r['decode_sentences_per_s']:.1f} | "
-            f"{r['peak_rss_mib']:,} MiB | {r['updates']:,} | {r['bleu']:.2f} |"
+            f"| {r['model']} | {r['params'] / 1e6:.2f} M | "
+            f"{r['macs_20x20'] / 1e6:.0f} M | {r['train_tokens_per_s']:,.0f} | "
+            f"{r['decode_sentences_per_s']:.1f} | {r['peak_rss_mib']:,} MiB | "
+            f"{r['updates']:,} | {per_seed} | **{r['bleu_mean']:.2f}** |"
         )
     table = "\n".join(lines)
     print(table)
@@ -90,20 +127,22 @@ def main():
     except ImportError:
         print("matplotlib is not installed: no plot (pip install -e '.[bench]')")
         return
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for r in rows:
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for r in models:
         color = "tab:blue" if r["model"].startswith("delight") else "tab:red"
-        ax.scatter(r["params"] / 1e6, r["bleu"], color=color)
+        x = r["params"] / 1e6
+        ax.scatter([x] * len(r["bleu_per_seed"]), r["bleu_per_seed"], color=color, s=12)
+        ax.scatter([x], [r["bleu_mean"]], color=color, marker="_", s=300)
         ax.annotate(
             r["model"],
-            (r["params"] / 1e6, r["bleu"]),
+            (x, r["bleu_mean"]),
             fontsize=8,
-            xytext=(4, 4),
+            xytext=(6, 4),
             textcoords="offset points",
         )
     ax.set_xlabel("parameters (M)")
     ax.set_ylabel("sacreBLEU, Multi30k test_2016_flickr")
-    ax.set_title("Equal CPU time per model")
+    ax.set_title("Equal CPU time per model (dots: seeds, bar: mean)")
     fig.tight_layout()
     fig.savefig(ROOT / "benchmarks" / "bleu_vs_params.png", dpi=120)
 

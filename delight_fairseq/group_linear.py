@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import fused
+
 
 def Linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
     """nn.Linear with DeLighT's init: Xavier-uniform weights, zero bias."""
@@ -82,13 +84,24 @@ class GroupLinear(nn.Module):
 
     def forward_grouped(self, x: Tensor) -> Tensor:
         """x: g x N x in/g (group-major, as DExTra's mixer lays it out) -> N x out."""
+        if fused.usable(x):
+            # one batched matmul, then bias + shuffle + LayerNorm + swish in one
+            # pass each way (delight_fairseq/csrc/glt_tail.cpp)
+            y = torch.bmm(x, self.weight)
+            y = fused.GLTTail.apply(
+                y, self.bias, self.norm_weight, self.norm_bias, self.shuffle
+            )
+        else:
+            y = self._tail(torch.baddbmm(self.bias.unsqueeze(1), x, self.weight))
+        return F.dropout(y, p=self.dropout, training=self.training)
+
+    def _tail(self, x: Tensor) -> Tensor:
+        """Eager shuffle + group LayerNorm + swish: g x N x out/g -> N x out."""
         g = self.groups
-        x = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
         if self.shuffle:
             # g x N x out/g -> N x out/g x g, read back row-major as N x g x out/g
             x = x.permute(1, 2, 0).reshape(-1, g, self.out_features // g)
         else:
             x = x.transpose(0, 1)
         x = F.layer_norm(x, (self.out_features // g,), self.norm_weight, self.norm_bias)
-        x = F.dropout(F.silu(x), p=self.dropout, training=self.training)
-        return x.reshape(-1, self.out_features)
+        return F.silu(x).reshape(-1, self.out_features)

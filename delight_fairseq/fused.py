@@ -1,0 +1,112 @@
+"""The fused GLT tail (bias, feature shuffle, group LayerNorm, swish) on CPU.
+
+``csrc/glt_tail.cpp`` is compiled on first use with torch's C++ extension
+builder (about 20 s, then cached under ``$TORCH_EXTENSIONS_DIR`` or
+``~/.cache/torch_extensions``; ``scripts/setup.sh`` builds it once). Where it
+cannot be used (no compiler, a GPU tensor, half precision, or
+``DELIGHT_FUSED_GLT=0`` in the environment) the GLT runs the same arithmetic
+with eager PyTorch ops; the two agree to float tolerance (tests/test_fused.py).
+"""
+
+import logging
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+logger = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).with_name("csrc") / "glt_tail.cpp"
+_lock = threading.Lock()
+_module = None
+_failed = False
+_DTYPES = (torch.float32, torch.float64)
+
+
+def enabled() -> bool:
+    return os.environ.get("DELIGHT_FUSED_GLT", "1") != "0"
+
+
+def _cflags(isa: str) -> list:
+    """-O3 with OpenMP (ATen's parallel_for); AVX2 + FMA where the CPU has them
+    (the name of the build carries the ISA, so a cache shared by different
+    machines never hands one a binary it cannot run). -ffast-math lets GCC
+    vectorize the reductions; infinities and NaNs keep their IEEE meaning."""
+    flags = ["-O3", "-fopenmp", "-ffast-math", "-fno-finite-math-only"]
+    if isa in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def load():
+    """The compiled extension, building it on first call; None if it cannot
+    be built (the reason is logged once)."""
+    global _module, _failed
+    if _module is not None or _failed:
+        return _module
+    with _lock:
+        if _module is None and not _failed:
+            from torch.utils.cpp_extension import load as build
+
+            # the pinned ninja lives next to the interpreter, which need not
+            # be on PATH when a venv's tools are called by their full path
+            bindir = os.path.dirname(sys.executable)
+            if shutil.which("ninja") is None and bindir:
+                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+            isa = torch.backends.cpu.get_cpu_capability()
+            logger.info(
+                "DeLighT: loading the fused GLT kernel (%s, %s)", _SOURCE.name, isa
+            )
+            try:
+                _module = build(
+                    name=f"delight_glt_tail_{isa.lower()}",
+                    sources=[str(_SOURCE)],
+                    extra_cflags=_cflags(isa),
+                    extra_ldflags=["-fopenmp"],
+                    verbose=False,
+                )
+            except Exception as err:  # no compiler, no ninja, build error
+                _failed = True
+                logger.warning(
+                    "DeLighT: the fused GLT kernel could not be built (%s); "
+                    "using eager PyTorch ops. Set DELIGHT_FUSED_GLT=0 to skip "
+                    "the attempt.",
+                    str(err).strip().splitlines()[-1] if str(err).strip() else err,
+                )
+    return _module
+
+
+def usable(y: Tensor) -> bool:
+    """Whether the fused kernel handles ``y`` (and is switched on and built)."""
+    if not enabled() or y.device.type != "cpu" or y.dtype not in _DTYPES:
+        return False
+    if torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    return load() is not None
+
+
+class GLTTail(torch.autograd.Function):
+    """(Y + bias) -> shuffle -> group LayerNorm -> swish, Y: g x N x m."""
+
+    @staticmethod
+    def forward(ctx, y, bias, weight, beta, shuffle: bool):
+        y = y.contiguous()
+        out, mean, rstd = _module.forward(y, bias, weight, beta, shuffle)
+        ctx.save_for_backward(y, bias, weight, beta, mean, rstd)
+        ctx.shuffle = shuffle
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        y, bias, weight, beta, mean, rstd = ctx.saved_tensors
+        grad_y, grad_bias, grad_w, grad_beta = _module.backward(
+            grad, y, bias, weight, beta, mean, rstd, ctx.shuffle
+        )
+        return grad_y, grad_bias, grad_w, grad_beta, None
