@@ -1,7 +1,8 @@
 """Training and decoding speed on real Multi30k batches: DeLighT against
 fairseq's transformers.
 
-    python benchmarks/speed.py train    [--data DIR] [--batches 6] [--json out.json]
+    python benchmarks/speed.py train    [--data DIR] [--batches 6] [--criterion-vocab 44000]
+                                        [--json out.json]
     python benchmarks/speed.py generate [--data DIR] [--sentences 200] [--json out.json]
 
 ``train``: target tokens/s of fwd+bwd+Adam step over the first batches of the
@@ -11,6 +12,13 @@ beam search with beam 5 and beam 1 on the test set; untrained models are
 forced to the source length (``--match-source-len``) so that every model
 decodes the same number of tokens. The data is a Multi30k data-bin with a joined
 dictionary (``scripts/prepare_multi30k.sh``).
+
+``train`` also measures the loss at a large vocabulary: the DeLighT d_m 128
+model with its joined dictionary padded to ``--criterion-vocab`` entries
+(44,000 by default, WMT'14 En-De's size; the padding symbols never occur, the
+output layer and softmax are full size), trained on the same batches once with
+fairseq's ``label_smoothed_cross_entropy`` and once with
+``delight_label_smoothed_cross_entropy``.
 """
 
 import argparse
@@ -49,7 +57,13 @@ MODELS = {
 }
 
 
-def setup(data: Path, model_args):
+CRITERIA = {
+    "fairseq": "label_smoothed_cross_entropy",
+    "delight": "delight_label_smoothed_cross_entropy",
+}
+
+
+def setup(data: Path, model_args, criterion="delight", pad_vocab=0):
     from fairseq import options, tasks
 
     import delight_fairseq  # noqa: F401
@@ -61,7 +75,7 @@ def setup(data: Path, model_args):
         *model_args,
         "--cpu",
         "--criterion",
-        "delight_label_smoothed_cross_entropy",
+        CRITERIA[criterion],
         "--label-smoothing",
         "0.1",
         "--optimizer",
@@ -77,14 +91,19 @@ def setup(data: Path, model_args):
     ]
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
     task = tasks.setup_task(args)
+    for d in {id(x): x for x in (task.src_dict, task.tgt_dict)}.values():
+        while len(d) < pad_vocab:
+            d.add_symbol(f"<pad-vocab-{len(d)}>")
     model = task.build_model(args)
     return args, task, model
 
 
-def child_train(data: Path, name: str, batches: int) -> dict:
+def child_train(
+    data: Path, name: str, batches: int, criterion="delight", pad_vocab=0
+) -> dict:
     import torch
 
-    args, task, model = setup(data, MODELS[name])
+    args, task, model = setup(data, MODELS[name], criterion, pad_vocab)
     criterion = task.build_criterion(args)
     task.load_dataset("train")
     itr = task.get_batch_iterator(
@@ -108,6 +127,8 @@ def child_train(data: Path, name: str, batches: int) -> dict:
     seconds = time.perf_counter() - start
     tokens = sum(int(s["ntokens"]) for s in samples[1:])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if pad_vocab:
+        name = f"{name}, V {len(task.tgt_dict):,}, {criterion} loss"
     return {
         "model": name,
         "params": sum(p.numel() for p in model.parameters()),
@@ -149,48 +170,58 @@ def main():
     parser.add_argument("--batches", type=int, default=6)
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument(
+        "--criterion-vocab",
+        type=int,
+        default=44_000,
+        help="train: also compare the two losses at this vocabulary (0: skip)",
+    )
     parser.add_argument("--json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-criterion", default="delight", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child-pad-vocab", type=int, default=0, help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
         import logging
 
         logging.disable(logging.INFO)
-        fn = child_train if args.what == "train" else child_generate
-        amount = args.batches if args.what == "train" else args.sentences
-        print(json.dumps(fn(args.data, args.child, amount)))
+        if args.what == "train":
+            row = child_train(
+                args.data,
+                args.child,
+                args.batches,
+                args.child_criterion,
+                args.child_pad_vocab,
+            )
+        else:
+            row = child_generate(args.data, args.child, args.sentences)
+        print(json.dumps(row))
         return
     if not (args.data / "dict.de.txt").exists():
         sys.exit(
             f"no Multi30k data-bin at {args.data}: run scripts/prepare_multi30k.sh "
             "--dest that folder first (or pass --data)"
         )
+    runs = [(name, "delight", 0) for name in args.models]
+    if args.what == "train" and args.criterion_vocab:
+        for loss in ("fairseq", "delight"):
+            runs.append(("delight d_m 128", loss, args.criterion_vocab))
     rows = []
-    for name in args.models:
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                args.what,
-                "--data",
-                str(args.data),
-                "--child",
-                name,
-                "--batches",
-                str(args.batches),
-                "--sentences",
-                str(args.sentences),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+    for name, loss, pad_vocab in runs:
+        command = [sys.executable, __file__, args.what, "--data", str(args.data)]
+        command += ["--child", name, "--batches", str(args.batches)]
+        command += ["--sentences", str(args.sentences), "--child-criterion", loss]
+        command += ["--child-pad-vocab", str(pad_vocab)]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     keys = [k for k in rows[0] if k not in ("model",)]
-    print(f"{'model':<26}" + "".join(f"{k:>26}" for k in keys))
+    width = max(len(r["model"]) for r in rows) + 2
+    print(f"{'model':<{width}}" + "".join(f"{k:>26}" for k in keys))
     for r in rows:
         print(
-            f"{r['model']:<26}"
+            f"{r['model']:<{width}}"
             + "".join(
                 f"{r[k]:>26,.1f}" if isinstance(r[k], float) else f"{r[k]:>26,}"
                 for k in keys

@@ -51,7 +51,9 @@ class SingleHeadAttention(nn.Module):
     def _project(
         self, query: Tensor, key: Optional[Tensor]
     ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-        if self.self_attention:
+        # hasattr, not self.self_attention: TorchScript resolves it while
+        # compiling and skips the branch whose layers this module lacks
+        if hasattr(self, "qkv_proj"):
             q, k, v = self.qkv_proj(query).chunk(3, dim=-1)
             return q, k, v
         q = self.q_proj(query)

@@ -13,10 +13,10 @@ def mix_inputs(x: Tensor, y: Tensor, groups: int) -> Tensor:
 
     This keeps every group of the next GLT connected to the unit's input X.
     """
-    lead = x.shape[:-1]
-    x = x.reshape(lead + (groups, -1))
-    y = y.reshape(lead + (groups, -1))
-    return torch.cat([x, y], dim=-1).reshape(lead + (-1,))
+    lead = list(x.shape[:-1])
+    x = x.reshape(lead + [groups, -1])
+    y = y.reshape(lead + [groups, -1])
+    return torch.cat([x, y], dim=-1).reshape(lead + [-1])
 
 
 def mix_grouped(x: Tensor, y: Tensor, groups: int) -> Tensor:
@@ -70,7 +70,7 @@ class DExTra(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: ... x D_in -> ... x D_o."""
-        lead = x.shape[:-1]
+        shape = list(x.shape[:-1]) + [self.out_features]
         x = self.input_layer(x).reshape(-1, self.proj_features)
         y = x
         for i, layer in enumerate(self.glt_layers):
@@ -83,4 +83,4 @@ class DExTra(nn.Module):
                 grouped = mix_grouped(x, y, layer.groups)
             y = layer.forward_grouped(grouped)
         out = self.output_layer(torch.cat([x, y], dim=-1))
-        return out.reshape(lead + (self.out_features,))
+        return out.reshape(shape)

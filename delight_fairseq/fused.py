@@ -84,9 +84,9 @@ def load():
 
 def usable(y: Tensor) -> bool:
     """Whether the fused kernel handles ``y`` (and is switched on and built)."""
-    if not enabled() or y.device.type != "cpu" or y.dtype not in _DTYPES:
+    if torch.compiler.is_compiling():  # Dynamo traces the eager ops instead
         return False
-    if torch.jit.is_scripting() or torch.compiler.is_compiling():
+    if not enabled() or y.device.type != "cpu" or y.dtype not in _DTYPES:
         return False
     return load() is not None
 

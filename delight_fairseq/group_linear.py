@@ -26,8 +26,26 @@ class LinearNormAct(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
+        if not torch.jit.is_scripting():
+            if fused.usable(x):
+                return F.dropout(self._fused(x), p=self.dropout, training=self.training)
         x = F.silu(self.layer_norm(self.linear(x)))
         return F.dropout(x, p=self.dropout, training=self.training)
+
+    @torch.jit.unused
+    def _fused(self, x: Tensor) -> Tensor:
+        """The matmul, then bias + LayerNorm + swish in one pass each way: the
+        GLT's fused tail with one group and no shuffle."""
+        shape = list(x.shape[:-1]) + [self.linear.out_features]
+        y = torch.mm(x.reshape(-1, x.size(-1)), self.linear.weight.t())
+        y = fused.GLTTail.apply(
+            y.unsqueeze(0),
+            self.linear.bias.unsqueeze(0),
+            self.layer_norm.weight,
+            self.layer_norm.bias,
+            False,
+        )
+        return y.reshape(shape)
 
 
 class GroupLinear(nn.Module):
@@ -75,25 +93,30 @@ class GroupLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: ... x in -> ... x out."""
-        lead = x.shape[:-1]
+        shape = list(x.shape[:-1]) + [self.out_features]
         g = self.groups
         # ... x in -> g x N x in/g, contiguous: the batched matmul's backward
         # then runs on plain layouts instead of copying strided ones
         x = x.reshape(-1, g, self.in_features // g).transpose(0, 1).contiguous()
-        return self.forward_grouped(x).reshape(lead + (self.out_features,))
+        return self.forward_grouped(x).reshape(shape)
 
     def forward_grouped(self, x: Tensor) -> Tensor:
         """x: g x N x in/g (group-major, as DExTra's mixer lays it out) -> N x out."""
-        if fused.usable(x):
-            # one batched matmul, then bias + shuffle + LayerNorm + swish in one
-            # pass each way (delight_fairseq/csrc/glt_tail.cpp)
-            y = torch.bmm(x, self.weight)
-            y = fused.GLTTail.apply(
-                y, self.bias, self.norm_weight, self.norm_bias, self.shuffle
-            )
-        else:
-            y = self._tail(torch.baddbmm(self.bias.unsqueeze(1), x, self.weight))
+        if not torch.jit.is_scripting():
+            if fused.usable(x):
+                y = self._fused(x)
+                return F.dropout(y, p=self.dropout, training=self.training)
+        y = self._tail(torch.baddbmm(self.bias.unsqueeze(1), x, self.weight))
         return F.dropout(y, p=self.dropout, training=self.training)
+
+    @torch.jit.unused
+    def _fused(self, x: Tensor) -> Tensor:
+        """One batched matmul, then bias + shuffle + LayerNorm + swish in one
+        pass each way (delight_fairseq/csrc/glt_tail.cpp)."""
+        y = torch.bmm(x, self.weight)
+        return fused.GLTTail.apply(
+            y, self.bias, self.norm_weight, self.norm_bias, self.shuffle
+        )
 
     def _tail(self, x: Tensor) -> Tensor:
         """Eager shuffle + group LayerNorm + swish: g x N x out/g -> N x out."""
