@@ -1,17 +1,21 @@
 """Forward+backward throughput of the GLT and of DExTra, against a dense Linear
-of the same FLOPs (the practical limit) and against the naive reference.
+of the same FLOPs (the practical limit), against the naive reference, and
+with the fused GLT kernel switched off (DELIGHT_FUSED_GLT=0: eager PyTorch ops).
 
-    python benchmarks/glt.py [--tokens 4096] [--dims 256 512 640] [--json out.json]
+    python benchmarks/glt.py [--tokens 4096] [--dims 256 512 640] [--compile]
+                             [--json out.json]
 
 For each d_m the GLT is the widest layer of the last encoder block's DExTra
 (N = 8, w = 3, g_max of d_m), and DExTra is that whole unit. "dense" is one
 nn.Linear doing the same multiply-adds: Linear(in, out / g) for a GLT, and
 Linear(d_m, MACs / d_m) for DExTra. GFLOP/s count 2 x MACs x 3 (forward and
-the two backward matmuls).
+the two backward matmuls). ``--compile`` adds the GLT under torch.compile
+(Inductor compiles the eager ops; the fused kernel steps aside while tracing).
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from delight_fairseq import fused  # noqa: E402
 from delight_fairseq.dextra import DExTra  # noqa: E402
 from delight_fairseq.group_linear import GroupLinear  # noqa: E402
 from delight_fairseq.scaling import dextra_plan, group_cap  # noqa: E402
@@ -39,13 +44,27 @@ def time_fwd_bwd(fn, x, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+class Eager:
+    """Calls ``module`` with the fused GLT kernel switched off."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __call__(self, x):
+        os.environ["DELIGHT_FUSED_GLT"] = "0"
+        try:
+            return self.module(x)
+        finally:
+            os.environ.pop("DELIGHT_FUSED_GLT")
+
+
 def dextra_macs(unit: DExTra) -> int:
     macs = unit.in_features * unit.proj_features
     macs += sum(s.in_features * s.out_features // s.groups for s in unit.plan)
     return macs + (unit.proj_features + unit.out_features) * unit.out_features
 
 
-def bench(d_m: int, tokens: int, repeats: int) -> list:
+def bench(d_m: int, tokens: int, repeats: int, compile_: bool = False) -> list:
     torch.manual_seed(0)
     cap = group_cap(d_m)
     plan = dextra_plan(d_m, d_m // 2, d_m // 2, 8, 3.0, cap)
@@ -60,7 +79,15 @@ def bench(d_m: int, tokens: int, repeats: int) -> list:
     def naive(inp):
         return naive_glt(inp, glt.weight, glt.bias, glt.norm_weight, glt.norm_bias)
 
-    for name, fn in (("GLT", glt), ("dense", dense), ("GLT naive", naive)):
+    runs = [
+        ("GLT", glt),
+        ("dense", dense),
+        ("GLT eager", Eager(glt)),
+        ("GLT naive", naive),
+    ]
+    if compile_:
+        runs.append(("GLT compiled", torch.compile(glt)))
+    for name, fn in runs:
         t = time_fwd_bwd(fn, x, repeats)
         rows.append(
             {
@@ -77,7 +104,11 @@ def bench(d_m: int, tokens: int, repeats: int) -> list:
     unit_macs = dextra_macs(unit)
     dense_unit = nn.Linear(d_m, unit_macs // d_m)
     x = torch.randn(tokens, d_m, requires_grad=True)
-    for name, fn in (("DExTra", unit), ("dense", dense_unit)):
+    for name, fn in (
+        ("DExTra", unit),
+        ("dense", dense_unit),
+        ("DExTra eager", Eager(unit)),
+    ):
         t = time_fwd_bwd(fn, x, repeats)
         rows.append(
             {
@@ -99,17 +130,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--dims", type=int, nargs="+", default=[256, 512, 640])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--compile", action="store_true", help="add torch.compile")
     parser.add_argument("--json")
     args = parser.parse_args()
-    rows = [r for d in args.dims for r in bench(d, args.tokens, args.repeats)]
-    print(f"forward+backward, {args.tokens} tokens, {torch.get_num_threads()} threads")
+    rows = [
+        r for d in args.dims for r in bench(d, args.tokens, args.repeats, args.compile)
+    ]
     print(
-        f"{'d_m':>5} {'what':<10} {'shape':<24} {'ms':>8} {'GFLOP/s':>8} {'vs dense':>8}"
+        f"forward+backward, {args.tokens} tokens, {torch.get_num_threads()} threads, "
+        f"median of {args.repeats}; fused GLT kernel: "
+        f"{'on' if fused.load() is not None else 'NOT AVAILABLE'}"
+    )
+    print(
+        f"{'d_m':>5} {'what':<13} {'shape':<24} {'ms':>8} {'GFLOP/s':>8} {'vs dense':>8}"
     )
     for r in rows:
         print(
-            f"{r['d_m']:>5} {r['what']:<10} {str(r['shape']):<24} {r['ms']:>8.2f} "
+            f"{r['d_m']:>5} {r['what']:<13} {str(r['shape']):<24} {r['ms']:>8.2f} "
             f"{r['gflops']:>8.1f} {r['ratio_to_dense']:>8.2f}"
         )
     if args.json:

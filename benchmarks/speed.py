@@ -104,7 +104,7 @@ def child_train(
     import torch
 
     args, task, model = setup(data, MODELS[name], criterion, pad_vocab)
-    criterion = task.build_criterion(args)
+    loss_fn = task.build_criterion(args)
     task.load_dataset("train")
     itr = task.get_batch_iterator(
         task.dataset("train"), max_tokens=4096, seed=1, max_positions=(1024, 1024)
@@ -115,7 +115,7 @@ def child_train(
 
     def step(sample):
         optim.zero_grad()
-        loss, _, _ = criterion(model, sample)
+        loss, _, _ = loss_fn(model, sample)
         loss.backward()
         optim.step()
 
@@ -128,7 +128,7 @@ def child_train(
     tokens = sum(int(s["ntokens"]) for s in samples[1:])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if pad_vocab:
-        name = f"{name}, V {len(task.tgt_dict):,}, {criterion} loss"
+        name = f"{name}, V {len(task.tgt_dict):,}, {CRITERIA[criterion]}"
     return {
         "model": name,
         "params": sum(p.numel() for p in model.parameters()),
