@@ -31,6 +31,14 @@ constexpr double kEps = 1e-5;
 // fixed chunking: the parameter gradients sum the same way on any thread count
 constexpr int64_t kChunks = 16;
 
+// Rows per task: small inputs (decoding steps, tiny batches) stay on one
+// thread, as ATen's own kernels do (GRAIN_SIZE elements per task). Opening an
+// OpenMP region for a few hundred values costs more than the work, and far
+// more when processes share the cores (CPU data-parallel training).
+inline int64_t row_grain(int64_t row_size) {
+  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(row_size, 1));
+}
+
 // exp for float that GCC vectorizes (glibc's expf is a scalar call): Cody-Waite
 // range reduction x = n ln2 + r, |r| <= ln2 / 2, and Cephes' degree-7
 // polynomial for e^r, relative error about 2e-7; the double version (used by
@@ -106,7 +114,7 @@ template <typename T>
 void tail_forward(const T* y, const T* bias, const T* w, const T* beta,
                   int64_t N, int64_t g, int64_t m, bool shuffle, T* out,
                   T* mean_out, T* rstd_out) {
-  at::parallel_for(0, N, 8, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N, row_grain(g * m), [&](int64_t begin, int64_t end) {
     std::vector<T> row(g * m);
     for (int64_t n = begin; n < end; ++n) {
       gather_row(y, bias, n, N, g, m, shuffle, row.data());
@@ -141,7 +149,11 @@ void tail_backward(const T* grad, const T* y, const T* bias, const T* w,
   // within a chunk and across chunks in double
   const int64_t width = 2 * m + g * m;
   std::vector<T> partial(chunks * width, T(0));
-  at::parallel_for(0, chunks, 1, [&](int64_t cbegin, int64_t cend) {
+  // as many chunks per thread as keep small inputs on one thread
+  const int64_t per_chunk = std::max<int64_t>(1, N / chunks) * g * m;
+  const int64_t chunk_grain = std::min<int64_t>(
+      chunks, std::max<int64_t>(1, at::internal::GRAIN_SIZE / per_chunk));
+  at::parallel_for(0, chunks, chunk_grain, [&](int64_t cbegin, int64_t cend) {
     std::vector<T> row(g * m), drow(g * m), xhat(m), dz(m);
     for (int64_t c = cbegin; c < cend; ++c) {
       T* gw = partial.data() + c * width;
