@@ -1,6 +1,10 @@
 """The fused GLT tail (delight_fairseq/csrc/glt_tail.cpp) against the naive
 reference and against the eager path it replaces."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -10,7 +14,7 @@ from delight_fairseq.group_linear import GroupLinear
 
 from reference import naive_dextra, naive_glt
 
-pytestmark = pytest.mark.skipif(
+needs_kernel = pytest.mark.skipif(
     fused.load() is None, reason="the fused GLT kernel could not be built here"
 )
 
@@ -38,6 +42,7 @@ def grads(out, params, seed=4):
     return torch.autograd.grad(out, params, torch.randn_like(out))
 
 
+@needs_kernel
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("n_in, n_out, g", SHAPES)
 def test_fused_glt_matches_naive_reference_float32(n_in, n_out, g, shuffle):
@@ -52,6 +57,7 @@ def test_fused_glt_matches_naive_reference_float32(n_in, n_out, g, shuffle):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@needs_kernel
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_fused_tail_gradcheck_float64(shuffle):
     g, n, m = 4, 5, 6
@@ -65,6 +71,7 @@ def test_fused_tail_gradcheck_float64(shuffle):
     )
 
 
+@needs_kernel
 def test_fused_and_eager_paths_agree(monkeypatch):
     glt = randomised(128, 176, 4, True)
     x = torch.randn(2, 33, 128, requires_grad=True)
@@ -79,6 +86,7 @@ def test_fused_and_eager_paths_agree(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@needs_kernel
 def test_fused_dextra_matches_naive_reference():
     torch.manual_seed(6)
     unit = DExTra(128, 64, 64, 6, 2.0, 4)
@@ -94,6 +102,7 @@ def test_fused_dextra_matches_naive_reference():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@needs_kernel
 def test_parameter_gradients_do_not_depend_on_thread_count():
     glt = randomised(64, 96, 4, True)
     x = torch.randn(300, 64)
@@ -111,6 +120,7 @@ def test_parameter_gradients_do_not_depend_on_thread_count():
         assert torch.equal(a, b)
 
 
+@needs_kernel
 def test_fused_path_skips_what_it_does_not_handle():
     x = torch.randn(2, 3, 4)
     assert fused.usable(x)
@@ -119,3 +129,22 @@ def test_fused_path_skips_what_it_does_not_handle():
     glt = randomised(16, 16, 2, True, dtype=torch.bfloat16)
     out = glt(torch.randn(5, 16, dtype=torch.bfloat16))  # the eager path
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+
+
+def test_without_a_compiler_the_glt_warns_once_and_runs_eager(tmp_path):
+    code = (
+        "import torch\n"
+        "from delight_fairseq import fused\n"
+        "from delight_fairseq.group_linear import GroupLinear\n"
+        "glt = GroupLinear(16, 32, 2)\n"
+        "glt(torch.randn(3, 16)); glt(torch.randn(5, 16))\n"
+        "assert fused.load() is None\n"
+        "print('ran eager')\n"
+    )
+    env = dict(os.environ, CXX="/bin/false", TORCH_EXTENSIONS_DIR=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ran eager" in proc.stdout
+    assert proc.stderr.count("the fused GLT kernel could not be built") == 1
