@@ -145,7 +145,11 @@ def test_generate_on_separate_dictionaries_with_a_shared_checkpoint(setup):
 
 def test_restoring_another_architecture_is_refused(setup):
     work = setup["work"] / "transformer"
-    run_cli(
+    # stock fairseq-train (no plugin loaded) sometimes aborts at interpreter exit
+    # after it has saved the checkpoint ("terminate called without an active
+    # exception", about 1 run in 3 here, also before the fused kernel existed):
+    # what this step needs is the finished checkpoint, so check that instead
+    code, log = run_cli(
         "fairseq-train",
         setup["data"],
         "--arch",
@@ -180,7 +184,10 @@ def test_restoring_another_architecture_is_refused(setup):
         "--num-workers",
         "0",
         "--disable-validation",
+        check=False,
     )
+    assert "done training" in log and (work / "checkpoint_last.pt").is_file(), log
+    assert code == 0 or "terminate called without an active exception" in log, log
     code, log = run_cli(
         "fairseq-train",
         setup["data"],
