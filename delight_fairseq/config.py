@@ -152,6 +152,15 @@ class DeLighTConfig(FairseqDataclass):
         default=False,
         metadata={"help": "use the decoder's look-up table as the output softmax"},
     )
+    delight_authors_output_tying: bool = field(
+        default=False,
+        metadata={
+            "help": "with --share-all-embeddings but without "
+            "--share-decoder-input-output-embed, keep a separate output layer, as "
+            "the authors' code does (by default --share-all-embeddings also ties "
+            "the output layer, as fairseq's transformer does)"
+        },
+    )
     encoder_normalize_before: bool = field(
         default=False, metadata={"help": "pre-norm encoder blocks (default post-norm)"}
     )

@@ -42,8 +42,9 @@ class DeLighTDecoder(FairseqIncrementalDecoder):
         self.share_input_output_embed = cfg.share_decoder_input_output_embed
         self.output_projection: Optional[nn.Linear] = None
         if not self.share_input_output_embed:
-            self.output_projection = nn.Linear(map_dim, len(dictionary), bias=False)
-            nn.init.normal_(self.output_projection.weight, mean=0, std=map_dim**-0.5)
+            # the authors' untied output layer: Xavier-uniform on the V x map_dim
+            # weight (smaller starting logits than the table's N(0, map_dim^-0.5))
+            self.output_projection = Linear(map_dim, len(dictionary), bias=False)
         self._future_mask = torch.empty(0)
 
     def forward(

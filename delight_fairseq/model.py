@@ -43,7 +43,8 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
                 "drop --share-all-embeddings (an IWSLT-style preset shares only "
                 "--share-decoder-input-output-embed)"
             )
-        if cfg.share_all_embeddings:
+        if cfg.share_all_embeddings and not cfg.delight_authors_output_tying:
+            # fairseq's transformer rule: one table for everything
             cfg.share_decoder_input_output_embed = True
 
         src_table = build_table(len(src_dict), map_dim, src_dict.pad())
