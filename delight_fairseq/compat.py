@@ -43,8 +43,16 @@ class CorruptCheckpointError(RuntimeError):
     """A checkpoint file that fairseq tried to read cannot be unpickled."""
 
 
-def _called_from_fairseq(depth: int = 2) -> bool:
-    module = sys._getframe(depth).f_globals.get("__name__", "")
+def _called_from_fairseq() -> bool:
+    """Whether the nearest caller outside this module is fairseq's own code.
+
+    Walks the stack instead of counting frames, so a helper or another layer
+    of wrapping inside this module does not change the answer.
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    module = frame.f_globals.get("__name__", "") if frame is not None else ""
     return module == "fairseq" or module.startswith("fairseq.")
 
 

@@ -191,6 +191,65 @@ def config_from(source: Any) -> DeLighTConfig:
     return cfg
 
 
+@dataclass(frozen=True)
+class Side:
+    """One stack's settings (encoder or decoder), read once from the flat flags.
+
+    The flags stay flat (``--delight-enc-layers``), as the authors named them;
+    the blocks read this view, so every use of a per-side field is a plain
+    attribute that a search finds and a typo breaks at once.
+    """
+
+    name: str  # "enc" or "dec": the flags' infix
+    scaling: str
+    layers: int
+    min_depth: int
+    max_depth: int
+    width_mult: float
+    ffn_red: int
+    max_groups: Optional[int]
+    normalize_before: bool
+
+    def flag(self, key: str) -> str:
+        """The command-line flag of one of this side's fields, for messages."""
+        return f"--delight-{self.name}-{key.replace('_', '-')}"
+
+    def schedule(self):
+        """Depth and width multiplier of each block (spec section 5)."""
+        return block_schedule(
+            self.layers, self.min_depth, self.max_depth, self.width_mult, self.scaling
+        )
+
+
+def side(cfg: DeLighTConfig, name: str) -> Side:
+    """The encoder's (``enc``) or decoder's (``dec``) view of ``cfg``."""
+    if name == "enc":
+        return Side(
+            "enc",
+            str(cfg.delight_enc_scaling),
+            cfg.delight_enc_layers,
+            cfg.delight_enc_min_depth,
+            cfg.delight_enc_max_depth,
+            cfg.delight_enc_width_mult,
+            cfg.delight_enc_ffn_red,
+            cfg.delight_enc_max_groups,
+            cfg.encoder_normalize_before,
+        )
+    if name == "dec":
+        return Side(
+            "dec",
+            str(cfg.delight_dec_scaling),
+            cfg.delight_dec_layers,
+            cfg.delight_dec_min_depth,
+            cfg.delight_dec_max_depth,
+            cfg.delight_dec_width_mult,
+            cfg.delight_dec_ffn_red,
+            cfg.delight_dec_max_groups,
+            cfg.decoder_normalize_before,
+        )
+    raise ValueError(f"side is {name!r}; use 'enc' or 'dec'")
+
+
 def resolve(cfg: DeLighTConfig) -> DeLighTConfig:
     """Fill the group caps left at ``None`` and check the result.
 
@@ -198,11 +257,13 @@ def resolve(cfg: DeLighTConfig) -> DeLighTConfig:
     """
     _check_width(cfg)
     cap = group_cap(cfg.delight_emb_out_dim)
-    for side in ("emb", "enc", "dec"):
-        name = f"delight_{side}_max_groups"
-        if getattr(cfg, name) is None:
-            setattr(cfg, name, cap)
-    validate(cfg)
+    if cfg.delight_emb_max_groups is None:
+        cfg.delight_emb_max_groups = cap
+    if cfg.delight_enc_max_groups is None:
+        cfg.delight_enc_max_groups = cap
+    if cfg.delight_dec_max_groups is None:
+        cfg.delight_dec_max_groups = cap
+    _validate_resolved(cfg)
     return cfg
 
 
@@ -225,9 +286,15 @@ def _check_width(cfg: DeLighTConfig) -> None:
 
 
 def validate(cfg: DeLighTConfig) -> None:
-    """Raise ValueError for a configuration that cannot build a DeLighT model."""
-    d_m = cfg.delight_emb_out_dim
+    """Raise ValueError for a configuration that cannot build a DeLighT model
+    (group caps already filled, as :func:`resolve` leaves them)."""
     _check_width(cfg)
+    _validate_resolved(cfg)
+
+
+def _validate_resolved(cfg: DeLighTConfig) -> None:
+    """Everything but the width, which :func:`resolve` checks before the caps."""
+    d_m = cfg.delight_emb_out_dim
     for name in (
         "dropout",
         "attention_dropout",
@@ -240,8 +307,9 @@ def validate(cfg: DeLighTConfig) -> None:
         p = getattr(cfg, name)
         if not 0.0 <= p < 1.0:
             raise ValueError(f"{_flag(name)} is {p}; a dropout must lie in [0, 1)")
-    for side in ("enc", "dec"):
-        _validate_side(cfg, side)
+    sides = (side(cfg, "enc"), side(cfg, "dec"))
+    for s in sides:
+        _validate_side(s, d_m)
     if cfg.delight_emb_width_mult <= 0:
         raise ValueError(
             f"--delight-emb-width-mult is {cfg.delight_emb_width_mult}; "
@@ -253,73 +321,59 @@ def validate(cfg: DeLighTConfig) -> None:
         )
     # every DExTra must split into its groups: check each plan once
     _check_plan(
-        cfg,
-        "emb",
+        d_m,
+        "--delight-emb-max-groups",
+        cfg.delight_emb_max_groups,
         cfg.delight_emb_map_dim,
         d_m,
         [(cfg.delight_emb_depth, cfg.delight_emb_width_mult)],
     )
-    for side in ("enc", "dec"):
+    for s in sides:
         _check_plan(
-            cfg,
-            side,
+            d_m,
+            s.flag("max_groups"),
+            s.max_groups,
             d_m,
             d_m // 2,
-            [(b.depth, b.width_mult) for b in side_schedule(cfg, side)],
+            [(b.depth, b.width_mult) for b in s.schedule()],
         )
 
 
-def _validate_side(cfg: DeLighTConfig, side: str) -> None:
-    def get(key):
-        return getattr(cfg, f"delight_{side}_{key}")
-
-    lo, hi = get("min_depth"), get("max_depth")
+def _validate_side(s: Side, d_m: int) -> None:
+    lo, hi = s.min_depth, s.max_depth
     if lo < 1:
-        raise ValueError(f"--delight-{side}-min-depth is {lo}; it must be >= 1")
+        raise ValueError(f"{s.flag('min_depth')} is {lo}; it must be >= 1")
     if lo > hi:
         raise ValueError(
-            f"--delight-{side}-min-depth ({lo}) is larger than "
-            f"--delight-{side}-max-depth ({hi}); set min <= max (the paper uses 4 and 8)"
+            f"{s.flag('min_depth')} ({lo}) is larger than {s.flag('max_depth')} "
+            f"({hi}); set min <= max (the paper uses 4 and 8)"
         )
-    if get("scaling") == "uniform" and lo != hi:
+    if s.scaling == "uniform" and lo != hi:
         raise ValueError(
-            f"--delight-{side}-scaling uniform gives every block one depth, but "
-            f"--delight-{side}-min-depth ({lo}) differs from --delight-{side}-max-depth "
-            f"({hi}); set them equal, or use --delight-{side}-scaling block"
+            f"{s.flag('scaling')} uniform gives every block one depth, but "
+            f"{s.flag('min_depth')} ({lo}) differs from {s.flag('max_depth')} "
+            f"({hi}); set them equal, or use {s.flag('scaling')} block"
         )
-    if get("layers") < 1:
-        raise ValueError(f"--delight-{side}-layers is {get('layers')}; it must be >= 1")
-    if get("width_mult") <= 0:
+    if s.layers < 1:
+        raise ValueError(f"{s.flag('layers')} is {s.layers}; it must be >= 1")
+    if s.width_mult <= 0:
         raise ValueError(
-            f"--delight-{side}-width-mult is {get('width_mult')}; it must be > 0 "
+            f"{s.flag('width_mult')} is {s.width_mult}; it must be > 0 "
             "(the paper uses 2)"
         )
-    red = get("ffn_red")
-    d_m = cfg.delight_emb_out_dim
+    red = s.ffn_red
     if red < 1 or d_m % red:
         divisors = [r for r in (2, 4, 8, 16) if d_m % r == 0]
         raise ValueError(
-            f"--delight-{side}-ffn-red is {red}, which does not divide d_m = {d_m} "
+            f"{s.flag('ffn_red')} is {red}, which does not divide d_m = {d_m} "
             f"(--delight-emb-out-dim); use one of {divisors or [1]}"
         )
 
 
-def side_schedule(cfg: DeLighTConfig, side: str):
-    """The block schedule of the encoder (``enc``) or decoder (``dec``)."""
-    return block_schedule(
-        getattr(cfg, f"delight_{side}_layers"),
-        getattr(cfg, f"delight_{side}_min_depth"),
-        getattr(cfg, f"delight_{side}_max_depth"),
-        getattr(cfg, f"delight_{side}_width_mult"),
-        str(getattr(cfg, f"delight_{side}_scaling")),
-    )
-
-
-def _check_plan(cfg: DeLighTConfig, side: str, d_in: int, d_out: int, blocks) -> None:
-    d_m = cfg.delight_emb_out_dim
+def _check_plan(
+    d_m: int, groups_flag: str, cap: int, d_in: int, d_out: int, blocks
+) -> None:
     proj = d_m // 2
-    groups_flag = f"--delight-{side}-max-groups"
-    cap = getattr(cfg, f"delight_{side}_max_groups")
     if cap < 1:
         raise ValueError(f"{groups_flag} is {cap}; it must be >= 1")
     for depth, mult in blocks:

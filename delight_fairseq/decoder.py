@@ -8,10 +8,9 @@ from fairseq import utils
 from fairseq.models import FairseqIncrementalDecoder
 from torch import Tensor, nn
 
-from .config import DeLighTConfig, side_schedule
+from .config import DeLighTConfig, side
 from .delight_layer import DeLighTDecoderLayer
-from .embedding import DeLighTEmbedding, shared_dropout
-from .encoder import build_positions
+from .embedding import DeLighTEmbedding, build_positions, shared_dropout
 from .group_linear import Linear
 
 
@@ -31,9 +30,10 @@ class DeLighTDecoder(FairseqIncrementalDecoder):
             cfg, cfg.max_target_positions, self.padding_idx
         )
         self.pe_dropout = cfg.pe_dropout
+        stack = side(cfg, "dec")
         self.layers = nn.ModuleList(
-            DeLighTDecoderLayer(cfg, b.depth, b.width_mult)
-            for b in side_schedule(cfg, "dec")
+            DeLighTDecoderLayer(cfg, stack, b.depth, b.width_mult)
+            for b in stack.schedule()
         )
         self.layer_norm = nn.LayerNorm(d_m) if cfg.decoder_normalize_before else None
         self.project_out_dim = (
@@ -65,7 +65,9 @@ class DeLighTDecoder(FairseqIncrementalDecoder):
             prev_output_tokens,
             encoder_out=encoder_out,
             incremental_state=incremental_state,
+            full_context_alignment=full_context_alignment,
             alignment_layer=alignment_layer,
+            alignment_heads=alignment_heads,
         )
         if not features_only:
             x = self.output_layer(x)
@@ -80,6 +82,18 @@ class DeLighTDecoder(FairseqIncrementalDecoder):
         alignment_layer: Optional[int] = None,
         alignment_heads: Optional[int] = None,
     ) -> Tuple[Tensor, Dict[str, List[Optional[Tensor]]]]:
+        if full_context_alignment:
+            raise ValueError(
+                "DeLighT has no full-context alignment (fairseq's transformer_align "
+                "training): train it without --full-context-alignment. "
+                "--print-alignment works: it reads the encoder-decoder attention of "
+                "--alignment-layer (default: the last block)"
+            )
+        if alignment_heads is not None and alignment_heads != 1:
+            raise ValueError(
+                f"--alignment-heads is {alignment_heads}, but DeLighT's attention has "
+                "one head: drop the flag or set it to 1"
+            )
         if alignment_layer is None:
             alignment_layer = len(self.layers) - 1
 

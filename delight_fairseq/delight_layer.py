@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import SingleHeadAttention
+from .config import Side
 from .dextra import DExTra
 from .group_linear import Linear
 
@@ -57,15 +58,12 @@ class _Sublayer(nn.Module):
 
 class _DeLighTBlock(nn.Module):
     """What every block has: DExTra feeding single-head self-attention, and the
-    light FFN. ``side`` is ``enc`` or ``dec`` and picks that side's flags."""
+    light FFN. ``side`` is the encoder's or decoder's view of the flags."""
 
-    def __init__(self, cfg, side: str, depth: int, width_mult: float):
+    def __init__(self, cfg, side: Side, depth: int, width_mult: float):
         super().__init__()
         d_m = cfg.delight_emb_out_dim
         proj = d_m // 2
-        normalize_before = getattr(
-            cfg, f"{'en' if side == 'enc' else 'de'}coder_normalize_before"
-        )
         self.dropout = cfg.dropout
         self.dextra = DExTra(
             d_m,
@@ -73,28 +71,23 @@ class _DeLighTBlock(nn.Module):
             proj,
             depth,
             width_mult,
-            getattr(cfg, f"delight_{side}_max_groups"),
+            side.max_groups,
             dropout=cfg.delight_dropout,
             shuffle=not cfg.no_glt_shuffle,
         )
         self.self_attn = SingleHeadAttention(
             proj, proj, d_m, dropout=cfg.attention_dropout, self_attention=True
         )
-        self.self_attn_norm = _Sublayer(d_m, normalize_before)
-        self.ffn = LightFFN(
-            d_m,
-            getattr(cfg, f"delight_{side}_ffn_red"),
-            cfg.activation_dropout,
-            cfg.ffn_dropout,
-        )
-        self.ffn_norm = _Sublayer(d_m, normalize_before)
+        self.self_attn_norm = _Sublayer(d_m, side.normalize_before)
+        self.ffn = LightFFN(d_m, side.ffn_red, cfg.activation_dropout, cfg.ffn_dropout)
+        self.ffn_norm = _Sublayer(d_m, side.normalize_before)
 
 
 class DeLighTEncoderLayer(_DeLighTBlock):
     """Encoder block: DExTra + self-attention, then the light FFN."""
 
-    def __init__(self, cfg, depth: int, width_mult: float):
-        super().__init__(cfg, "enc", depth, width_mult)
+    def __init__(self, cfg, side: Side, depth: int, width_mult: float):
+        super().__init__(cfg, side, depth, width_mult)
 
     def forward(self, x: Tensor, encoder_padding_mask: Optional[Tensor]) -> Tensor:
         """x: T x B x d_m; encoder_padding_mask: B x T, True at padding."""
@@ -113,8 +106,8 @@ class DeLighTDecoderLayer(_DeLighTBlock):
     """Decoder block: DExTra + causal self-attention, encoder-decoder
     attention (query straight from the block's stream), then the light FFN."""
 
-    def __init__(self, cfg, depth: int, width_mult: float):
-        super().__init__(cfg, "dec", depth, width_mult)
+    def __init__(self, cfg, side: Side, depth: int, width_mult: float):
+        super().__init__(cfg, side, depth, width_mult)
         d_m = cfg.delight_emb_out_dim
         proj = d_m // 2
         self.encoder_attn = SingleHeadAttention(
@@ -125,7 +118,7 @@ class DeLighTDecoderLayer(_DeLighTBlock):
             dropout=cfg.attention_dropout,
             self_attention=False,
         )
-        self.encoder_attn_norm = _Sublayer(d_m, cfg.decoder_normalize_before)
+        self.encoder_attn_norm = _Sublayer(d_m, side.normalize_before)
 
     def forward(
         self,

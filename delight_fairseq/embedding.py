@@ -2,8 +2,10 @@
 
 import math
 
+from fairseq.modules import PositionalEmbedding
 from torch import Tensor, nn
 
+from .config import DeLighTConfig
 from .dextra import DExTra
 
 
@@ -25,6 +27,13 @@ def build_table(num_embeddings: int, dim: int, padding_idx: int) -> nn.Embedding
     nn.init.normal_(table.weight, mean=0.0, std=dim**-0.5)
     nn.init.zeros_(table.weight[padding_idx])
     return table
+
+
+def build_positions(cfg: DeLighTConfig, max_positions: int, padding_idx: int):
+    """Sinusoidal positions (no parameters), added after the embedding DExTra."""
+    return PositionalEmbedding(
+        max_positions, cfg.delight_emb_out_dim, padding_idx, learned=False
+    )
 
 
 class DeLighTEmbedding(nn.Module):

@@ -4,19 +4,11 @@ from typing import Dict, List, Optional
 
 import torch
 from fairseq.models import FairseqEncoder
-from fairseq.modules import PositionalEmbedding
 from torch import Tensor, nn
 
-from .config import DeLighTConfig, side_schedule
+from .config import DeLighTConfig, side
 from .delight_layer import DeLighTEncoderLayer
-from .embedding import DeLighTEmbedding, shared_dropout
-
-
-def build_positions(cfg: DeLighTConfig, max_positions: int, padding_idx: int):
-    """Sinusoidal positions (no parameters), added after the embedding DExTra."""
-    return PositionalEmbedding(
-        max_positions, cfg.delight_emb_out_dim, padding_idx, learned=False
-    )
+from .embedding import DeLighTEmbedding, build_positions, shared_dropout
 
 
 class DeLighTEncoder(FairseqEncoder):
@@ -30,9 +22,10 @@ class DeLighTEncoder(FairseqEncoder):
             cfg, cfg.max_source_positions, self.padding_idx
         )
         self.pe_dropout = cfg.pe_dropout
+        stack = side(cfg, "enc")
         self.layers = nn.ModuleList(
-            DeLighTEncoderLayer(cfg, b.depth, b.width_mult)
-            for b in side_schedule(cfg, "enc")
+            DeLighTEncoderLayer(cfg, stack, b.depth, b.width_mult)
+            for b in stack.schedule()
         )
         # a pre-norm stack ends with one more LayerNorm
         self.layer_norm = (

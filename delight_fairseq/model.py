@@ -10,7 +10,7 @@ from fairseq.models import (
 )
 from torch import Tensor
 
-from .config import DeLighTConfig, config_from, resolve, side_schedule
+from .config import DeLighTConfig, config_from, resolve, side
 from .decoder import DeLighTDecoder
 from .embedding import DeLighTEmbedding, build_table
 from .encoder import DeLighTEncoder
@@ -63,8 +63,8 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
     def describe(self) -> str:
         """One line: width, blocks and their DExTra depths, parameters."""
         cfg = self.cfg
-        enc = [b.depth for b in side_schedule(cfg, "enc")]
-        dec = [b.depth for b in side_schedule(cfg, "dec")]
+        enc = [b.depth for b in side(cfg, "enc").schedule()]
+        dec = [b.depth for b in side(cfg, "dec").schedule()]
         # depth as the paper counts it: N + 4 layers for a block with N GLTs
         depth = sum(d + 4 for d in enc + dec)
         n_params = sum(p.numel() for p in self.parameters())
@@ -168,13 +168,16 @@ def _paper_preset(args, dataset: str, share_all: bool) -> None:
     """The published setup: d_m 512, 4 -> 8, blocks = max depth, embedding
     DExTra as deep as the decoder's first block, dropouts by width."""
     _default(args, "delight_emb_out_dim", 512)
-    for side in ("enc", "dec"):
-        _default(args, f"delight_{side}_min_depth", 4)
-        _default(args, f"delight_{side}_max_depth", 8)
-        _default(
-            args, f"delight_{side}_layers", getattr(args, f"delight_{side}_max_depth")
-        )
-        _default(args, f"delight_{side}_width_mult", 2.0)
+    for layers, min_depth, max_depth, width_mult in (
+        ("delight_enc_layers", "delight_enc_min_depth", "delight_enc_max_depth",
+         "delight_enc_width_mult"),
+        ("delight_dec_layers", "delight_dec_min_depth", "delight_dec_max_depth",
+         "delight_dec_width_mult"),
+    ):  # fmt: skip
+        _default(args, min_depth, 4)
+        _default(args, max_depth, 8)
+        _default(args, layers, getattr(args, max_depth))
+        _default(args, width_mult, 2.0)
     _default(args, "delight_emb_depth", args.delight_dec_min_depth)
     _default(args, "delight_emb_width_mult", args.delight_enc_width_mult)
     for name, value in preset_dropouts(dataset, args.delight_emb_out_dim).items():

@@ -49,6 +49,28 @@ def test_explicit_weights_only_is_respected_for_fairseq_callers(checkpoint):
         load(checkpoint)
 
 
+def test_the_caller_is_found_at_any_depth(checkpoint):
+    """The caller check walks past every frame of the compat module, however
+    many there are, to the first frame outside it."""
+    compat = delight_fairseq.compat
+    helper_scope = {"__name__": compat.__name__, "compat": compat}
+    exec(
+        "def one():\n    return compat._called_from_fairseq()\n"
+        "def two():\n    return one()\n",
+        helper_scope,
+    )
+    scope = {**helper_scope, "__name__": "fairseq.some_module"}
+    exec(
+        "def direct():\n    return compat._called_from_fairseq()\n"
+        "def via_one():\n    return one()\n"
+        "def via_two():\n    return two()\n",
+        scope,
+    )
+    assert scope["direct"]() and scope["via_one"]() and scope["via_two"]()
+    assert not compat._called_from_fairseq()  # called from this test module
+    assert not helper_scope["two"]()  # only compat frames, then this module
+
+
 def test_install_is_idempotent():
     wrapped = torch.load
     delight_fairseq.compat.install()

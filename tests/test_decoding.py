@@ -149,3 +149,16 @@ def test_sequence_generator_beam_search(model):
     torch.testing.assert_close(
         best["score"], best["positional_scores"].mean() / 1.0, check_dtype=False
     )
+
+
+def test_alignment_options_it_cannot_honour_are_refused(model):
+    """One head, no full-context alignment: a clear error, never a silent no-op."""
+    src = tokens(2, 5, seed=1)
+    prev = tokens(2, 4, seed=2)
+    lengths = torch.tensor([5, 5])
+    with pytest.raises(ValueError, match="full-context alignment"):
+        model.decoder(prev, model.encoder(src, lengths), full_context_alignment=True)
+    with pytest.raises(ValueError, match="--alignment-heads is 4"):
+        model.decoder(prev, model.encoder(src, lengths), alignment_heads=4)
+    _, extra = model.decoder(prev, model.encoder(src, lengths), alignment_heads=1)
+    assert extra["attn"][0].shape == (2, 4, 5)

@@ -15,10 +15,11 @@ import math
 
 import pytest
 import torch
-from conftest import build
 from torch import nn
 
 from delight_fairseq.group_linear import GroupLinear
+
+from conftest import build
 
 
 def xavier_std(fan_in: int, fan_out: int) -> float:
@@ -158,8 +159,6 @@ def test_tying_rules(share_all, share_dec, authors, tied_to_decoder_table, table
     n_out = 0 if tied_to_decoder_table else 1
     assert n_tables == tables
     # each table or output layer of V x 128 is counted once
-    vocab_params = sum(
-        p.numel() for p in model.parameters() if p.shape == (200, 128)
-    )
+    vocab_params = sum(p.numel() for p in model.parameters() if p.shape == (200, 128))
     assert vocab_params == 200 * 128 * (tables + n_out)
     assert len(unique) == len(list(model.parameters()))
