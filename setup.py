@@ -32,6 +32,16 @@ setup(
         "tensorboardX==2.6.5",
         "ninja==1.13.2",  # builds the fused GLT kernel (delight_fairseq/csrc)
     ],
+    entry_points={
+        "console_scripts": [
+            "delight-prep = delight_fairseq.tools.prep.cli:console",
+            "delight-train = delight_fairseq.tools.training:train_main",
+            "delight-evaluate = delight_fairseq.tools.evaluate:main",
+            "delight-reproduce = delight_fairseq.tools.reproduce:main",
+            "delight-average = delight_fairseq.tools.averaging:main",
+            "delight-demo = delight_fairseq.tools.demo:main",
+        ]
+    },
     extras_require={
         "test": ["pytest==9.2.0", "ruff==0.17.6"],
         "bench": ["matplotlib==3.11.2"],  # the shoot-out's plot

@@ -16,20 +16,17 @@ the two backward matmuls). ``--compile`` adds the GLT under torch.compile
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from delight_fairseq import fused  # noqa: E402
-from delight_fairseq.dextra import DExTra  # noqa: E402
-from delight_fairseq.group_linear import GroupLinear  # noqa: E402
-from delight_fairseq.scaling import dextra_plan, group_cap  # noqa: E402
-
-from reference import naive_glt  # noqa: E402
+from delight_fairseq import fused
+from delight_fairseq.dextra import DExTra
+from delight_fairseq.group_linear import GroupLinear
+from delight_fairseq.scaling import dextra_plan, group_cap
+from delight_fairseq.tools.naive import naive_glt
 
 
 def time_fwd_bwd(fn, x, repeats: int) -> float:

@@ -1,4 +1,4 @@
-"""Turn benchmarks/shootout.sh's outputs into benchmarks/RESULTS.md and a plot.
+"""Turn benchmarks/shootout.py's outputs into results.json, a table and a plot.
 
 python benchmarks/shootout_report.py benchmarks/out/shootout
 """
@@ -40,14 +40,9 @@ def collect(folder: Path, data: str) -> dict:
     )
     wps = [float(x) for x in re.findall(r"\| train \| .*?\| wps ([\d.]+)", log)]
     updates = int(re.findall(r"num_updates (\d+)", log)[-1])
-    rss_kb = int(
-        re.search(
-            r"Maximum resident set size \(kbytes\): (\d+)",
-            (folder / "time.txt").read_text(),
-        ).group(1)
-    )
+    rss_kb = int((folder / "rss_kb").read_text().split()[-1])
     bleu = json.loads((folder / "eval" / "bleu.json").read_text())
-    gen = (folder / "eval" / "generate.log").read_text()
+    gen = (folder / "eval" / "generate-test.txt").read_text()
     speed = re.search(r"Translated ([\d,]+) sentences .*?\(([\d.]+) sentences/s", gen)
     return {
         "model": folder.name,
@@ -84,11 +79,11 @@ def summarise(runs: list) -> dict:
     }
 
 
-def main():
+def main(argv=None):
     # fairseq's import leaves the root logger at DEBUG; keep the report readable
     for name in ("matplotlib", "filelock", "PIL"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    out = Path(sys.argv[1])
+    out = Path((argv or sys.argv[1:])[0])
     data = str(ROOT / "benchmarks/out/multi30k_cpu/data-bin/multi30k_de_en")
     models = []
     for model_dir in sorted(d for d in out.iterdir() if d.is_dir()):

@@ -11,7 +11,7 @@ adds (each model in a fresh process). ``generate``: sentences/s of fairseq's
 beam search with beam 5 and beam 1 on the test set; untrained models are
 forced to the source length (``--match-source-len``) so that every model
 decodes the same number of tokens. The data is a Multi30k data-bin with a joined
-dictionary (``scripts/prepare_multi30k.sh``).
+dictionary (``delight-prep multi30k_de_en``).
 
 ``train`` also measures the loss at a large vocabulary: the DeLighT d_m 128
 model with its joined dictionary padded to ``--criterion-vocab`` entries
@@ -201,7 +201,7 @@ def main():
         return
     if not (args.data / "dict.de.txt").exists():
         sys.exit(
-            f"no Multi30k data-bin at {args.data}: run scripts/prepare_multi30k.sh "
+            f"no Multi30k data-bin at {args.data}: run delight-prep multi30k_de_en "
             "--dest that folder first (or pass --data)"
         )
     runs = [(name, "delight", 0) for name in args.models]

@@ -13,14 +13,12 @@ with N GLTs as N + 4 layers, as the paper does.
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import build  # noqa: E402
+from delight_fairseq.builder import build_model, sized_dictionary
 
 
 def macs(fn) -> int:
@@ -136,10 +134,10 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
     logging.disable(logging.INFO)
-    model = build(
+    model = build_model(
         args.arch,
-        src_vocab=args.vocab,
-        tgt_vocab=args.tgt_vocab,
+        sized_dictionary(args.vocab),
+        sized_dictionary(args.tgt_vocab) if args.tgt_vocab else None,
         delight_emb_out_dim=args.d_m,
     )
     result = summarize(model, args.src_len, args.tgt_len)

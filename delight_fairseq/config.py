@@ -256,13 +256,14 @@ def resolve(cfg: DeLighTConfig) -> DeLighTConfig:
     Raises ValueError, naming the flag, for any setting that cannot build.
     """
     _check_width(cfg)
-    cap = group_cap(cfg.delight_emb_out_dim)
+    # derived only where a cap is missing: below d_m 32 the rule has no value,
+    # and explicit caps must still build
     if cfg.delight_emb_max_groups is None:
-        cfg.delight_emb_max_groups = cap
+        cfg.delight_emb_max_groups = group_cap(cfg.delight_emb_out_dim)
     if cfg.delight_enc_max_groups is None:
-        cfg.delight_enc_max_groups = cap
+        cfg.delight_enc_max_groups = group_cap(cfg.delight_emb_out_dim)
     if cfg.delight_dec_max_groups is None:
-        cfg.delight_dec_max_groups = cap
+        cfg.delight_dec_max_groups = group_cap(cfg.delight_emb_out_dim)
     _validate_resolved(cfg)
     return cfg
 

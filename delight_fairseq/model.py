@@ -1,5 +1,6 @@
 """The ``delight_transformer`` model and its named presets (``--arch``)."""
 
+import functools
 import logging
 from typing import Optional
 
@@ -10,6 +11,7 @@ from fairseq.models import (
 )
 from torch import Tensor
 
+from .catalog import BENCHMARKS, Benchmark
 from .config import DeLighTConfig, config_from, resolve, side
 from .decoder import DeLighTDecoder
 from .embedding import DeLighTEmbedding, build_table
@@ -130,85 +132,58 @@ def base_architecture(args):
         _default(args, name, value)
 
 
-#: Dropout rules by data set (spec section 9): (base, reference d_m, cap).
-DROPOUT_RULES = {
-    "wmt14_en_de": {
-        "dropout": (0.3, 1024, 0.3),
-        "attention_dropout": (0.1, 1024, 0.1),
-        "delight_dropout": None,
-    },
-    "wmt16_en_ro": {
-        "dropout": (0.3, 1024, 0.3),
-        "attention_dropout": (0.1, 1024, 0.1),
-        "delight_dropout": (0.1, 512, 0.1),
-    },
-    "wmt14_en_fr": {
-        "dropout": (0.1, 1024, 0.1),
-        "attention_dropout": (0.1, 1024, 0.1),
-        "delight_dropout": None,
-    },
-    "iwslt": {
-        "dropout": (0.3, 512, 0.3),
-        "attention_dropout": (0.1, 512, 0.1),
-        "delight_dropout": (0.1, 512, 0.1),
-    },
-}
+def preset_dropouts(benchmark: Benchmark, d_m: int) -> dict:
+    """Dropout values of a benchmark's preset at width d_m."""
+
+    def value(rule) -> float:
+        if rule is None:
+            return 0.0
+        return scaled_dropout(rule.base, rule.reference, d_m, rule.cap)
+
+    rules = benchmark.dropouts
+    dropout = value(rules.dropout)
+    return {
+        "dropout": dropout,
+        "ffn_dropout": dropout,
+        "attention_dropout": value(rules.attention),
+        "delight_dropout": value(rules.delight),
+    }
 
 
-def preset_dropouts(dataset: str, d_m: int) -> dict:
-    """Dropout values of a data set's preset at width d_m."""
-    out = {}
-    for name, rule in DROPOUT_RULES[dataset].items():
-        out[name] = scaled_dropout(rule[0], rule[1], d_m, rule[2]) if rule else 0.0
-    out["ffn_dropout"] = out["dropout"]
-    return out
-
-
-def _paper_preset(args, dataset: str, share_all: bool) -> None:
-    """The published setup: d_m 512, 4 -> 8, blocks = max depth, embedding
-    DExTra as deep as the decoder's first block, dropouts by width."""
-    _default(args, "delight_emb_out_dim", 512)
-    for layers, min_depth, max_depth, width_mult in (
+def benchmark_preset(args, benchmark: Benchmark) -> None:
+    """A benchmark's preset (catalog.py): blocks = max depth unless the record
+    says otherwise, the embedding DExTra as deep as the decoder's first block,
+    dropouts by width, the record's embedding sharing."""
+    _default(args, "delight_emb_out_dim", benchmark.default_d_m)
+    min_depth, max_depth = benchmark.depths
+    for layers, lo, hi, width_mult in (
         ("delight_enc_layers", "delight_enc_min_depth", "delight_enc_max_depth",
          "delight_enc_width_mult"),
         ("delight_dec_layers", "delight_dec_min_depth", "delight_dec_max_depth",
          "delight_dec_width_mult"),
     ):  # fmt: skip
-        _default(args, min_depth, 4)
-        _default(args, max_depth, 8)
-        _default(args, layers, getattr(args, max_depth))
+        _default(args, lo, min_depth)
+        _default(args, hi, max_depth)
+        _default(args, layers, benchmark.blocks or getattr(args, hi))
         _default(args, width_mult, 2.0)
     _default(args, "delight_emb_depth", args.delight_dec_min_depth)
     _default(args, "delight_emb_width_mult", args.delight_enc_width_mult)
-    for name, value in preset_dropouts(dataset, args.delight_emb_out_dim).items():
+    for name, value in preset_dropouts(benchmark, args.delight_emb_out_dim).items():
         _default(args, name, value)
     _default(args, "delight_emb_dropout", 0.1)
     _default(args, "pe_dropout", 0.1)
     _default(args, "activation_dropout", 0.0)
-    _default(args, "share_all_embeddings", share_all)
+    _default(args, "share_all_embeddings", benchmark.share_all)
     _default(args, "share_decoder_input_output_embed", True)
     base_architecture(args)
 
 
-@register_model_architecture("delight_transformer", "delight_transformer_iwslt_de_en")
-@register_model_architecture("delight_transformer", "delight_transformer_iwslt_en_de")
-def delight_iwslt(args):
-    _paper_preset(args, "iwslt", share_all=False)
+def _register_presets() -> None:
+    for benchmark in BENCHMARKS.values():
+        for arch in benchmark.archs:
+            register_model_architecture("delight_transformer", arch)(
+                functools.partial(benchmark_preset, benchmark=benchmark)
+            )
 
 
-@register_model_architecture("delight_transformer", "delight_transformer_wmt16_en_ro")
-@register_model_architecture("delight_transformer", "delight_transformer_wmt16_ro_en")
-def delight_wmt16_en_ro(args):
-    _paper_preset(args, "wmt16_en_ro", share_all=True)
-
-
-@register_model_architecture("delight_transformer", "delight_transformer_wmt14_en_de")
-@register_model_architecture("delight_transformer", "delight_transformer_wmt14_de_en")
-def delight_wmt14_en_de(args):
-    _paper_preset(args, "wmt14_en_de", share_all=True)
-
-
-@register_model_architecture("delight_transformer", "delight_transformer_wmt14_en_fr")
-@register_model_architecture("delight_transformer", "delight_transformer_wmt14_fr_en")
-def delight_wmt14_en_fr(args):
-    _paper_preset(args, "wmt14_en_fr", share_all=True)
+_register_presets()

@@ -1,52 +1,10 @@
-import argparse
-import os
-import subprocess
-import sys
+"""pytest fixtures; the shared helpers are in helpers.py."""
+
 from pathlib import Path
 
 import pytest
-import torch
-from fairseq.data import Dictionary
-from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
 
-import delight_fairseq  # noqa: F401  (registers the model)
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-USER_DIR = str(REPO / "delight_fairseq")
-SHARED_DATA = Path(
-    os.environ.get("DELIGHT_SHARED_DATA", REPO.parent / "shared" / "data")
-)
-
-
-def make_dictionary(n_symbols: int) -> Dictionary:
-    """A fairseq dictionary of exactly ``n_symbols`` entries (specials included)."""
-    d = Dictionary()
-    for i in range(n_symbols - len(d)):
-        d.add_symbol(f"w{i}")
-    assert len(d) == n_symbols
-    return d
-
-
-class FakeTask:
-    def __init__(self, src: Dictionary, tgt: Dictionary = None):
-        self.source_dictionary = src
-        self.target_dictionary = tgt if tgt is not None else src
-
-
-def build(
-    arch: str = "delight", src_vocab: int = 100, tgt_vocab: int = None, **overrides
-):
-    """Build a model through fairseq's registry, as fairseq-train does."""
-    args = argparse.Namespace(arch=arch, **overrides)
-    ARCH_CONFIG_REGISTRY[arch](args)
-    src = make_dictionary(src_vocab)
-    tgt = src if tgt_vocab is None else make_dictionary(tgt_vocab)
-    return ARCH_MODEL_REGISTRY[arch].build_model(args, FakeTask(src, tgt))
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+from helpers import SHARED_DATA
 
 
 @pytest.fixture
@@ -56,80 +14,3 @@ def shared_data() -> Path:
             f"shared corpora not found at {SHARED_DATA} (set DELIGHT_SHARED_DATA)"
         )
     return SHARED_DATA
-
-
-def run_cli(tool, *args, stdin=None, env=None, check=True):
-    """Run one of fairseq's console scripts from this environment; returns
-    (exit code, stdout + stderr). ``stdin`` is text or raw bytes. With ``check``
-    a failure raises with the log."""
-    full_env = dict(os.environ, **(env or {}))
-    if isinstance(stdin, str):
-        stdin = stdin.encode("utf-8")
-    proc = subprocess.run(
-        [str(BIN / tool), *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        timeout=900,
-        env=full_env,
-    )
-    out = (proc.stdout + proc.stderr).decode("utf-8", errors="replace")
-    if check and proc.returncode:
-        raise AssertionError(f"{tool} failed ({proc.returncode}):\n{out[-4000:]}")
-    return proc.returncode, out
-
-
-def preprocess(raw, dest, src="src", tgt="tgt", joined=True):
-    """fairseq-preprocess a {train,valid,test}.{src,tgt} folder."""
-    args = [
-        "--source-lang",
-        src,
-        "--target-lang",
-        tgt,
-        "--destdir",
-        dest,
-        "--workers",
-        "1",
-    ]
-    for split, flag in (
-        ("train", "--trainpref"),
-        ("valid", "--validpref"),
-        ("test", "--testpref"),
-    ):
-        if (Path(raw) / f"{split}.{src}").exists():
-            args += [flag, Path(raw) / split]
-    run_cli("fairseq-preprocess", *args, *(["--joined-dictionary"] if joined else []))
-    return dest
-
-
-#: A small DeLighT that learns the synthetic task in seconds.
-TINY_MODEL = (
-    "--arch delight --delight-emb-out-dim 64 --delight-emb-depth 2 --share-all-embeddings "
-    "--delight-enc-layers 2 --delight-enc-min-depth 2 --delight-enc-max-depth 3 "
-    "--delight-dec-layers 2 --delight-dec-min-depth 2 --delight-dec-max-depth 3"
-).split()
-NO_DROPOUT = (
-    "--dropout 0 --attention-dropout 0 --delight-dropout 0 --delight-emb-dropout 0 "
-    "--pe-dropout 0 --ffn-dropout 0"
-).split()
-TRAIN = [
-    *"--criterion delight_label_smoothed_cross_entropy --label-smoothing 0.1".split(),
-    *"--optimizer adam --adam-betas".split(),
-    "(0.9, 0.98)",
-    *"--lr 0.005 --lr-scheduler inverse_sqrt --warmup-updates 30 --max-tokens 1500".split(),
-    *"--cpu --no-epoch-checkpoints --seed 1 --log-format simple --log-interval 20".split(),
-    *"--num-workers 0".split(),
-]
-
-
-def hydra_train_tiny(data, save_dir, *overrides):
-    """fairseq-hydra-train on configs/wmt16_en_ro/d128.yaml, shrunk to a tiny model
-    on a src/tgt data-bin; ``overrides`` add the test's own settings."""
-    return run_cli(
-        "fairseq-hydra-train", "--config-dir", REPO / "configs" / "wmt16_en_ro",
-        "--config-name", "d128", f"common.user_dir={USER_DIR}", "common.cpu=true",
-        f"task.data={data}", "task.source_lang=src", "task.target_lang=tgt",
-        "model.delight_emb_out_dim=64", "model.delight_enc_layers=2",
-        "model.delight_dec_layers=2", "optimization.update_freq=[1]",
-        "dataset.num_workers=0", f"checkpoint.save_dir={save_dir}",
-        f"hydra.run.dir={save_dir}_hydra", *overrides,
-    )  # fmt: skip

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from delight_fairseq.synthetic import write_corpus
+from delight_fairseq.tools.synthetic import write_corpus
 
-from conftest import NO_DROPOUT, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
+from helpers import NO_DROPOUT, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
 
 
 @pytest.fixture(scope="module")

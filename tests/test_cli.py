@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from delight_fairseq.synthetic import write_corpus
+from delight_fairseq.tools.synthetic import write_corpus
 
-from conftest import NO_DROPOUT, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
+from helpers import NO_DROPOUT, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
 
 
 def run(tool, *args, stdin=None):
@@ -100,8 +100,9 @@ def test_evaluate_sh_scores_with_sacrebleu(trained):
     import json
     import subprocess
     import sys
+    from pathlib import Path
 
-    from conftest import REPO
+    from helpers import REPO
 
     proc = subprocess.run(
         [
@@ -115,7 +116,7 @@ def test_evaluate_sh_scores_with_sacrebleu(trained):
         timeout=600,
         env={
             "PATH": "/usr/bin:/bin",
-            "PYTHON": sys.executable,
+            "DELIGHT_VENV": str(Path(sys.executable).parent.parent),
             "DELIGHT_DATA_BIN": str(trained["data"].parent),
         },
     )

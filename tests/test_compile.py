@@ -14,7 +14,7 @@ import torch
 from delight_fairseq.dextra import DExTra
 from delight_fairseq.group_linear import GroupLinear, LinearNormAct
 
-from conftest import build
+from helpers import build
 
 VOCAB = 50
 
@@ -101,7 +101,7 @@ def test_scripted_sequence_generator_beam_search():
     """fairseq's own TorchScript use: torch.jit.script(SequenceGenerator)."""
     from fairseq.sequence_generator import SequenceGenerator
 
-    from conftest import make_dictionary
+    from helpers import make_dictionary
 
     model = tiny_model().eval()
     generator = SequenceGenerator([model], make_dictionary(VOCAB), beam_size=3)

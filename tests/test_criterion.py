@@ -17,7 +17,7 @@ from delight_fairseq.criterion import (
     smoothed_cross_entropy,
 )
 
-from conftest import REPO, build
+from helpers import REPO, build
 
 
 class Task:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import build
+from helpers import build
 
 VOCAB = 60
 
@@ -133,7 +133,7 @@ def test_sequence_generator_beam_search(model):
     """fairseq's own beam search runs on the model and is deterministic."""
     from fairseq.sequence_generator import SequenceGenerator
 
-    from conftest import make_dictionary
+    from helpers import make_dictionary
 
     gen = SequenceGenerator([model], make_dictionary(VOCAB), beam_size=3, max_len_b=8)
     src = tokens(2, 6, 12)

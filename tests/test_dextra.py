@@ -3,8 +3,7 @@ import torch
 
 from delight_fairseq.dextra import DExTra, mix_inputs
 from delight_fairseq.scaling import dextra_params
-
-from reference import naive_dextra, naive_mixer
+from delight_fairseq.tools.naive import naive_dextra, naive_mixer
 
 
 def test_mixer_matches_naive():

@@ -5,9 +5,9 @@ import subprocess
 
 import torch
 
-from delight_fairseq.synthetic import write_corpus
+from delight_fairseq.tools.synthetic import write_corpus
 
-from conftest import BIN, NO_DROPOUT, REPO, TINY_MODEL, USER_DIR, preprocess, run_cli
+from helpers import BIN, NO_DROPOUT, REPO, TINY_MODEL, USER_DIR, preprocess, run_cli
 
 N_SENTENCES = 16
 # plain SGD, so that the update is the averaged gradient itself
@@ -77,7 +77,7 @@ def test_two_workers_with_half_the_batch_equal_one_worker(tmp_path):
 def _build_in_child(queue):
     import delight_fairseq  # noqa: F401
 
-    from conftest import build, n_params
+    from helpers import build, n_params
 
     queue.put(n_params(build("delight", src_vocab=30)))
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import build
+from helpers import build
 
 
 @pytest.mark.parametrize(
@@ -72,3 +72,12 @@ def test_iwslt_preset_accepts_separate_dictionaries():
 def test_odd_width_that_splits_is_fine():
     # d_m 96: g_max = 4, d_m/2 = 48 splits into 2 and 4 groups
     build("delight", src_vocab=50, delight_emb_out_dim=96)
+
+
+def test_below_d_m_32_explicit_group_caps_build():
+    """The group-cap rule needs d_m >= 32; explicit caps are enough below it."""
+    caps = {f"delight_{s}_max_groups": 1 for s in ("emb", "enc", "dec")}
+    model = build("delight", src_vocab=30, delight_emb_out_dim=16, **caps)
+    assert model.cfg.delight_enc_max_groups == 1
+    with pytest.raises(ValueError, match="--delight-emb-max-groups"):
+        build("delight", src_vocab=30, delight_emb_out_dim=16)

@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from delight_fairseq.averaging import average_checkpoints, last_checkpoints
-from delight_fairseq.recipes import ROWS
-from delight_fairseq.reproduce import table
-from delight_fairseq.scoring import compound_split, extract, tokenized_bleu
+from delight_fairseq.catalog import get
+from delight_fairseq.tools.averaging import average_checkpoints, last_checkpoints
+from delight_fairseq.tools.reproduce import table
+from delight_fairseq.tools.scoring import compound_split, extract, tokenized_bleu
 
 
 def fake_checkpoint(path, seed, extra=None):
@@ -60,7 +60,7 @@ def test_last_checkpoints_and_cli(tmp_path):
         [
             sys.executable,
             "-m",
-            "delight_fairseq.averaging",
+            "delight_fairseq.tools.averaging",
             "--inputs",
             str(tmp_path),
             "--num-epoch-checkpoints",
@@ -118,7 +118,7 @@ def test_reproduce_dry_run_matches_the_spec(tmp_path):
         [
             sys.executable,
             "-m",
-            "delight_fairseq.reproduce",
+            "delight_fairseq.tools.reproduce",
             "wmt14_en_de",
             "--dry-run",
             "--data-bin",
@@ -171,4 +171,4 @@ def test_reproduce_uses_the_real_dictionary_and_measured_bleu(tmp_path):
     assert cells == ["256", "8.32 M", "12.67 M", "12.35 (sacreBLEU)", "33.8"]
     assert len(
         [line for line in lines if line.startswith("| ") and "M |" in line]
-    ) == len(ROWS["wmt16_en_ro"])
+    ) == len(get("wmt16_en_ro").rows)

@@ -11,8 +11,7 @@ import torch
 from delight_fairseq import fused
 from delight_fairseq.dextra import DExTra
 from delight_fairseq.group_linear import GroupLinear
-
-from reference import naive_dextra, naive_glt
+from delight_fairseq.tools.naive import naive_dextra, naive_glt
 
 needs_kernel = pytest.mark.skipif(
     fused.load() is None, reason="the fused GLT kernel could not be built here"

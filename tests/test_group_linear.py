@@ -3,8 +3,7 @@ import torch
 
 from delight_fairseq.group_linear import GroupLinear
 from delight_fairseq.scaling import GLTSpec, glt_params
-
-from reference import naive_glt, naive_layer_norm, swish
+from delight_fairseq.tools.naive import naive_glt, naive_layer_norm, swish
 
 
 def randomise(module):

@@ -2,49 +2,30 @@
 with sentencepiece encoding and decoding from the model saved beside it."""
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from delight_fairseq import DeLighTTransformerModel
-from delight_fairseq.synthetic import write_corpus
+from delight_fairseq.tools.prep.subword import spm_line, train_sentencepiece
+from delight_fairseq.tools.synthetic import write_corpus
 
-from conftest import NO_DROPOUT, REPO, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
-
-
-def spm(*args):
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "spm.py"), *map(str, args)],
-        check=True,
-        capture_output=True,
-    )
+from helpers import NO_DROPOUT, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
 
 
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory):
     work = tmp_path_factory.mktemp("hub")
     raw = write_corpus(work / "raw", 1000, 60, 0, seed=13)
-    spm(
-        "train",
-        "--model-prefix",
-        work / "spm",
-        "--vocab-size",
-        60,
-        raw / "train.src",
-        raw / "train.tgt",
+    model = train_sentencepiece(
+        [raw / "train.src", raw / "train.tgt"], work / "spm", 60, "unigram"
     )
     pieces = work / "pieces"
     pieces.mkdir()
     for split in ("train", "valid"):
         for side in ("src", "tgt"):
-            spm(
-                "encode",
-                "--model",
-                work / "spm.model",
-                raw / f"{split}.{side}",
-                pieces / f"{split}.{side}",
-            )
+            lines = (raw / f"{split}.{side}").read_text().splitlines()
+            encoded = [spm_line(str(model), line) for line in lines]
+            (pieces / f"{split}.{side}").write_text("\n".join(encoded) + "\n")
     data = preprocess(pieces, work / "bin")
     ckpt = work / "checkpoints"
     run_cli(

@@ -19,7 +19,7 @@ from torch import nn
 
 from delight_fairseq.group_linear import GroupLinear
 
-from conftest import build
+from helpers import build
 
 
 def xavier_std(fan_in: int, fan_out: int) -> float:

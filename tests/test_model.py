@@ -5,17 +5,19 @@ import argparse
 import pytest
 from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
 
+from delight_fairseq.catalog import BENCHMARKS
 from delight_fairseq.config import DeLighTConfig
 from delight_fairseq.model import preset_dropouts
 
-from conftest import build, n_params
+from helpers import build, n_params
 
 ARCHS = sorted(
     a for a, m in ARCH_MODEL_REGISTRY.items() if m.__module__.startswith("delight")
 )
+# each paper preset and the benchmark whose dropout rule it follows (spec section 9)
 PRESETS = {
-    "delight_transformer_iwslt_de_en": "iwslt",
-    "delight_transformer_iwslt_en_de": "iwslt",
+    "delight_transformer_iwslt_de_en": "iwslt14_de_en",
+    "delight_transformer_iwslt_en_de": "iwslt14_de_en",
     "delight_transformer_wmt16_en_ro": "wmt16_en_ro",
     "delight_transformer_wmt16_ro_en": "wmt16_en_ro",
     "delight_transformer_wmt14_en_de": "wmt14_en_de",
@@ -26,7 +28,22 @@ PRESETS = {
 
 
 def test_all_architectures_are_registered():
-    assert set(ARCHS) == {"delight", "delight_transformer", *PRESETS}
+    # the paper's presets, and the catalog's small-data recipe
+    small = "delight_transformer_multi30k_de_en"
+    assert set(ARCHS) == {"delight", "delight_transformer", *PRESETS, small}
+
+
+def test_small_data_preset_follows_its_record():
+    """Multi30k's preset: 4 + 4 blocks of depth 3 -> 6 (not the paper's 4 -> 8),
+    d_m 192 unless given, the record's dropouts, one shared table."""
+    cfg = build("delight_transformer_multi30k_de_en", src_vocab=40).cfg
+    assert cfg.delight_emb_out_dim == 192
+    assert (cfg.delight_enc_layers, cfg.delight_dec_layers) == (4, 4)
+    assert (cfg.delight_enc_min_depth, cfg.delight_enc_max_depth) == (3, 6)
+    assert cfg.delight_emb_depth == 3
+    assert cfg.share_all_embeddings and cfg.share_decoder_input_output_embed
+    drops = preset_dropouts(BENCHMARKS["multi30k_de_en"], 192)
+    assert {name: getattr(cfg, name) for name in drops} == drops
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -49,7 +66,7 @@ def test_preset_rules(arch, d_m):
     assert cfg.delight_dec_layers == cfg.delight_dec_max_depth == 8
     assert cfg.delight_emb_depth == cfg.delight_dec_min_depth == 4
     assert cfg.delight_emb_width_mult == cfg.delight_enc_width_mult == 2.0
-    drops = preset_dropouts(PRESETS[arch], d_m)
+    drops = preset_dropouts(BENCHMARKS[PRESETS[arch]], d_m)
     for name, value in drops.items():
         assert getattr(cfg, name) == value, name
     assert (cfg.pe_dropout, cfg.delight_emb_dropout, cfg.activation_dropout) == (

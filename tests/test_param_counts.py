@@ -5,7 +5,7 @@ import pytest
 
 from delight_fairseq.scaling import dextra_params, group_cap
 
-from conftest import build, n_params
+from helpers import build, n_params
 
 # d_m: (emb DExTra each, encoder blocks, decoder blocks, out proj, non-vocab)
 SPEC_TABLE = {

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from delight_fairseq.synthetic import write_corpus
+from delight_fairseq.tools.synthetic import write_corpus
 
-from conftest import (
+from helpers import (
     NO_DROPOUT,
     TINY_MODEL,
     TRAIN,

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from delight_fairseq.prep import cli, corpus
-from delight_fairseq.prep.corpus import CleanReport, DataError
-from delight_fairseq.prep.moses import MosesSteps
-from delight_fairseq.prep.pipeline import Options
-from delight_fairseq.prep.recipes import iwslt14
+from delight_fairseq.catalog import BENCHMARKS
+from delight_fairseq.tools.prep import cli, corpus
+from delight_fairseq.tools.prep.corpus import CleanReport, DataError
+from delight_fairseq.tools.prep.datasets import iwslt14
+from delight_fairseq.tools.prep.moses import MosesSteps
+from delight_fairseq.tools.prep.pipeline import Options
 
-from conftest import REPO
+from helpers import REPO
 from prep_helpers import raw_pair, write
 
 # ---------------------------------------------------------------- validation
@@ -94,7 +95,9 @@ def test_recipe_stops_with_the_file_named(tmp_path, caplog, damage, message):
     damage(raw)
     dest = tmp_path / "data-bin" / "m"
     assert (
-        cli.main(["multi30k", "--raw", str(raw), "--dest", str(dest), "--workers", "1"])
+        cli.main(
+            ["multi30k_de_en", "--raw", str(raw), "--dest", str(dest), "--workers", "1"]
+        )
         == 1
     )
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
@@ -105,7 +108,10 @@ def test_recipe_stops_with_the_file_named(tmp_path, caplog, damage, message):
 
 def test_valid_override_where_the_recipe_derives_it(tmp_path):
     with pytest.raises(DataError, match="--valid: this recipe makes its valid set"):
-        iwslt14(Options(dest=tmp_path / "d", raw=tmp_path, valid="dev"))
+        iwslt14(
+            Options(dest=tmp_path / "d", raw=tmp_path, valid="dev"),
+            BENCHMARKS["iwslt14_de_en"],
+        )
 
 
 # ------------------------------------------------------------------ cleaning

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from delight_fairseq.prep import binarize as bz
-from delight_fairseq.prep.pipeline import Options, Run
-from delight_fairseq.prep.sources import Part
+from delight_fairseq.tools.prep import binarize as bz
+from delight_fairseq.tools.prep.pipeline import Options, Run
+from delight_fairseq.tools.prep.sources import Part
 
 from prep_helpers import raw_pair, write
 

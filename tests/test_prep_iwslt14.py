@@ -1,4 +1,4 @@
-"""IWSLT'14 De-En through ``python -m delight_fairseq.prep iwslt14``, on the real
+"""IWSLT'14 De-En through ``delight-prep iwslt14_de_en``, on the real
 test set packed as the release archive ``de-en.tgz``, compared with fairseq's
 own output."""
 
@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from fairseq.data import data_utils
 
-from delight_fairseq.prep import cli
-from delight_fairseq.prep.binarize import read_stamp
-from delight_fairseq.prep.pipeline import Options
-from delight_fairseq.prep.recipes import iwslt14
+from delight_fairseq.catalog import BENCHMARKS
+from delight_fairseq.tools.prep import cli
+from delight_fairseq.tools.prep.binarize import read_stamp
+from delight_fairseq.tools.prep.datasets import iwslt14
+from delight_fairseq.tools.prep.pipeline import Options
 
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 # sizes of the five test sets, in the order prepare-iwslt14.sh concatenates them
 TEST_SETS = [
@@ -107,7 +108,15 @@ def built(tmp_path_factory):
     raw.mkdir()
     make_release(shared_data, raw)
     dest = tmp / "data-bin" / "iwslt14_de_en"
-    argv = ["iwslt14", "--raw", str(raw), "--dest", str(dest), "--subwords", "500"]
+    argv = [
+        "iwslt14_de_en",
+        "--raw",
+        str(raw),
+        "--dest",
+        str(dest),
+        "--subwords",
+        "500",
+    ]
     assert cli.main([*argv, "--workers", "2"]) == 0
     return {"raw": raw, "dest": dest, "text": Path(f"{dest}.work") / "text"}
 
@@ -192,6 +201,23 @@ def test_bpe_and_binarized_data(built):
 def test_second_run_skips(built):
     before = {p.name: p.stat().st_mtime_ns for p in built["dest"].iterdir()}
     opts = Options(dest=built["dest"], raw=built["raw"], subwords=500, workers=1)
-    result = iwslt14(opts)
+    result = iwslt14(opts, BENCHMARKS["iwslt14_de_en"])
     assert result.skipped
     assert {p.name: p.stat().st_mtime_ns for p in built["dest"].iterdir()} == before
+
+
+def test_english_german_is_the_same_corpus_reversed(built, tmp_path):
+    """IWSLT'14 En-De, the catalog's second IWSLT record: the same release and
+    steps, binarized en -> de, with the same test text as De-En."""
+    dest = tmp_path / "data-bin" / "iwslt14_en_de"
+    opts = Options(dest=dest, raw=built["raw"], subwords=500, workers=2)
+    result = iwslt14(opts, BENCHMARKS["iwslt14_en_de"])
+    assert result.dest == dest and not result.skipped
+    text = Path(f"{dest}.work") / "text"
+    for lang in ("de", "en"):
+        assert _lines(text / "pre" / f"test.{lang}") == _lines(
+            built["text"] / "pre" / f"test.{lang}"
+        )
+        ds = data_utils.load_indexed_dataset(str(dest / f"test.en-de.{lang}"), None)
+        assert len(ds) == 6750
+    assert not list(dest.glob("*.de-en.*"))

@@ -1,26 +1,25 @@
-"""Multi30k, whole, through ``scripts/prepare_multi30k.sh``."""
+"""Multi30k, whole, through the ``delight-prep`` console command."""
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from fairseq.data import data_utils
 
-from delight_fairseq.prep.binarize import read_stamp
+from delight_fairseq.tools.prep.binarize import read_stamp
 
-from conftest import REPO
+from helpers import BIN
 
 
-def test_prepare_multi30k_script(shared_data, tmp_path):
+def test_delight_prep_multi30k(shared_data, tmp_path):
     dest = tmp_path / "data-bin" / "multi30k_de_en"
-    cmd = ["bash", str(REPO / "scripts" / "prepare_multi30k.sh")]
-    cmd += ["--raw", str(shared_data / "multi30k"), "--pair", "de-en"]
+    cmd = [str(BIN / "delight-prep"), "multi30k_de_en"]
+    cmd += ["--raw", str(shared_data / "multi30k")]
     cmd += ["--dest", str(dest), "--subwords", "2000", "--workers", "2"]
-    env = {**os.environ, "DELIGHT_VENV": str(Path(sys.executable).parent.parent)}
+    env = dict(os.environ)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "multi30k ready" in out.stderr
+    assert "multi30k_de_en ready" in out.stderr
 
     sizes = {"train": 29_000, "valid": 1_014, "test": 1_000}
     assert read_stamp(dest)["report"]["pairs"] == sizes

@@ -8,11 +8,12 @@ import urllib.error
 
 import pytest
 
-from delight_fairseq.prep import sources
-from delight_fairseq.prep.corpus import DataError
-from delight_fairseq.prep.pipeline import Options
-from delight_fairseq.prep.recipes import multi30k
-from delight_fairseq.prep.releases import MULTI30K_URL, wmt14_test
+from delight_fairseq.catalog import BENCHMARKS
+from delight_fairseq.tools.prep import sources
+from delight_fairseq.tools.prep.corpus import DataError
+from delight_fairseq.tools.prep.datasets import multi30k
+from delight_fairseq.tools.prep.pipeline import Options
+from delight_fairseq.tools.prep.releases import MULTI30K_URL, wmt14_test
 
 from prep_helpers import write
 
@@ -81,7 +82,10 @@ def test_offline_download_says_what_to_do(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sources.urllib.request, "urlopen", offline)
     with pytest.raises(DataError) as e:
-        multi30k(Options(dest=tmp_path / "data-bin" / "m", workers=1))
+        multi30k(
+            Options(dest=tmp_path / "data-bin" / "m", workers=1),
+            BENCHMARKS["multi30k_de_en"],
+        )
     msg = str(e.value)
     assert f"{MULTI30K_URL}/train.de.gz" in msg and "--raw" in msg and "offline" in msg
     assert not list((tmp_path / "data-bin").rglob("*.part"))

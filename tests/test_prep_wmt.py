@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from fairseq.data import data_utils
 
-from delight_fairseq.prep.binarize import read_stamp
-from delight_fairseq.prep.pipeline import Options
-from delight_fairseq.prep.recipes import wmt14, wmt16_en_ro
-from delight_fairseq.prep.releases import wmt14_train
+from delight_fairseq.catalog import BENCHMARKS
+from delight_fairseq.tools.prep.binarize import read_stamp
+from delight_fairseq.tools.prep.datasets import wmt14, wmt16
+from delight_fairseq.tools.prep.pipeline import Options
+from delight_fairseq.tools.prep.releases import wmt14_train
 
 
 def _lines(path: Path):
@@ -26,13 +27,31 @@ def _n_binarized(dest: Path, split: str, direction: str, lang: str) -> int:
     )
 
 
+def test_wmt16_ro_en_is_binarized_romanian_to_english(shared_data, tmp_path):
+    """WMT'16 Ro-En, the catalog's reversed record: the same corpora and steps,
+    binarized ro -> en."""
+    dest = tmp_path / "data-bin" / "wmt16_ro_en"
+    opts = Options(
+        dest=dest,
+        raw=shared_data / "wmt16-en-ro",
+        train=["train-sample-europarl10k"],
+        subwords=2000,
+        workers=2,
+    )
+    result = wmt16(opts, BENCHMARKS["wmt16_ro_en"])
+    assert result.report["pairs"] == {"train": 9_983, "valid": 1_999, "test": 1_999}
+    for lang in ("ro", "en"):
+        assert _n_binarized(dest, "test", "ro-en", lang) == 1_999
+    assert (dest / "dict.en.txt").read_text() == (dest / "dict.ro.txt").read_text()
+
+
 def test_wmt16_en_ro_sample(shared_data, tmp_path):
     raw = shared_data / "wmt16-en-ro"
     dest = tmp_path / "data-bin" / "wmt16_en_ro"
     opts = Options(
         dest=dest, raw=raw, train=["train-sample-europarl10k"], subwords=2000, workers=2
     )
-    result = wmt16_en_ro(opts)
+    result = wmt16(opts, BENCHMARKS["wmt16_en_ro"])
     assert not result.skipped
     # the sample's one pair with an empty side, and 16 over 80 words, are
     # removed, and reported (measured on the shared sample)
@@ -61,7 +80,7 @@ def test_wmt16_en_ro_sample(shared_data, tmp_path):
 
     # a second run finds the stamp and does nothing
     before = {p.name: p.stat().st_mtime_ns for p in dest.iterdir()}
-    again = wmt16_en_ro(opts)
+    again = wmt16(opts, BENCHMARKS["wmt16_en_ro"])
     assert again.skipped and again.report == read_stamp(dest)["report"]
     assert {p.name: p.stat().st_mtime_ns for p in dest.iterdir()} == before
 
@@ -119,7 +138,10 @@ def test_wmt14_on_newstest2014(shared_data, tmp_path, other):
     every = 100 if other == "de" else 1333
     n_train = wmt14_raw(shared_data, raw, other, per=400 if other == "de" else 540)
     dest = tmp_path / "data-bin" / f"wmt14_en_{other}"
-    result = wmt14(Options(dest=dest, raw=raw, subwords=600, workers=1), other)
+    result = wmt14(
+        Options(dest=dest, raw=raw, subwords=600, workers=1),
+        BENCHMARKS[f"wmt14_en_{other}"],
+    )
     text = Path(f"{dest}.work") / "text"
 
     # valid = every 100th (En-Fr: 1333rd) tokenized training line, before cleaning

@@ -1,28 +1,25 @@
-"""The paper's recipes: LR and dropout arithmetic, the shell and YAML paths agreeing,
-and fairseq-hydra-train running a config from configs/."""
+"""The recipes of the catalog: LR arithmetic, the CLI and YAML paths agreeing,
+every record complete, and fairseq-hydra-train running a config from configs/."""
 
 import argparse
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from fairseq import options
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
+from delight_fairseq.catalog import BENCHMARKS, get
 from delight_fairseq.config import config_from, resolve
-from delight_fairseq.recipes import (
-    RECIPES,
-    ROWS,
-    get,
-    hydra_config,
-    train_args,
-    update_freq,
-)
-from delight_fairseq.synthetic import write_corpus
+from delight_fairseq.tools import training
+from delight_fairseq.tools.prep import datasets
+from delight_fairseq.tools.synthetic import write_corpus
+from delight_fairseq.tools.training import hydra_config, train_args, update_freq
 
-from conftest import REPO, USER_DIR, hydra_train_tiny, preprocess
+from helpers import REPO, USER_DIR, hydra_train_tiny, preprocess
 
 # spec section 9
 PEAK_LR = {
@@ -30,12 +27,12 @@ PEAK_LR = {
     "wmt14_en_fr": {128: 0.01, 256: 0.007, 384: 0.005, 512: 0.004, 640: 0.003},
     "wmt16_en_ro": {128: 0.0028, 256: 0.0014, 384: 0.0009, 640: 0.0006},
 }
-ALL_ROWS = [(name, r.d_m) for name in ROWS for r in ROWS[name]]
+ALL_ROWS = [(b.name, r.d_m) for b in BENCHMARKS.values() for r in b.rows]
 
 
 @pytest.mark.parametrize("name, d_m", [(n, d) for n in PEAK_LR for d in PEAK_LR[n]])
 def test_peak_lr(name, d_m):
-    assert get(name).peak_lr(d_m) == PEAK_LR[name][d_m]
+    assert get(name).schedule.peak_lr(d_m) == PEAK_LR[name][d_m]
 
 
 @pytest.mark.parametrize(
@@ -96,10 +93,10 @@ def test_configs_are_up_to_date():
 
 
 def test_iwslt_rows_land_on_the_paper_sizes():
-    from conftest import build, n_params
+    from helpers import build, n_params
 
     sizes = []
-    for r in ROWS["iwslt14_de_en"]:
+    for r in get("iwslt14_de_en").rows:
         model = build(
             get("iwslt14_de_en").arch,
             src_vocab=8_848,
@@ -108,7 +105,7 @@ def test_iwslt_rows_land_on_the_paper_sizes():
             **dict(r.model),
         )
         sizes.append(round(n_params(model) / 1e6))
-    assert sizes == [r.paper_params_m for r in ROWS["iwslt14_de_en"]] == [14, 30]
+    assert sizes == [r.paper_params_m for r in get("iwslt14_de_en").rows] == [14, 30]
 
 
 def test_recipe_cli_prints_the_arguments():
@@ -116,7 +113,7 @@ def test_recipe_cli_prints_the_arguments():
         [
             sys.executable,
             "-m",
-            "delight_fairseq.recipes",
+            "delight_fairseq.tools.training",
             "args",
             "wmt14_en_de",
             "256",
@@ -134,7 +131,32 @@ def test_recipe_cli_prints_the_arguments():
 def test_unknown_dataset_is_a_clear_error():
     with pytest.raises(ValueError, match="choose one of"):
         get("wmt15_xx")
-    assert set(RECIPES) == set(ROWS)
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_record_is_complete(name):
+    """A benchmark is one record: its preset is registered, its prep function
+    exists, its schedule renders, and its table rows have configs."""
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
+    bench = get(name)
+    assert all(arch in ARCH_CONFIG_REGISTRY for arch in bench.archs)
+    assert callable(getattr(datasets, bench.prep))
+    assert training.scheduler(bench)[0] in (
+        "cosine",
+        "polynomial_decay",
+        "inverse_sqrt",
+    )
+    for r in bench.rows:
+        assert (REPO / "configs" / name / f"d{r.d_m}.yaml").is_file()
+    # the other direction of a pair keeps the same recipe
+    rev = BENCHMARKS.get(name.rsplit("_", 2)[0] + f"_{bench.target}_{bench.source}")
+    if rev is not None:
+        assert (rev.dropouts, rev.schedule, rev.share_all) == (
+            bench.dropouts,
+            bench.schedule,
+            bench.share_all,
+        )
 
 
 def test_hydra_train_runs_a_config_from_configs(tmp_path):
@@ -180,7 +202,7 @@ def test_train_sh_runs_the_recipe_on_cpu(tmp_path):
         cwd=tmp_path,
         env={
             "PATH": "/usr/bin:/bin",
-            "PYTHON": sys.executable,
+            "DELIGHT_VENV": str(Path(sys.executable).parent.parent),
             "DELIGHT_DATA_BIN": str(tmp_path / "data-bin"),
         },
     )

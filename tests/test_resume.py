@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-from delight_fairseq.synthetic import write_corpus
+from delight_fairseq.tools.synthetic import write_corpus
 
-from conftest import TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
+from helpers import TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
 
 # dropout on everywhere, so the resumed run must also restore the random state
 DROPOUT = (

@@ -2,6 +2,7 @@
 
 import pytest
 
+from delight_fairseq.catalog import BENCHMARKS
 from delight_fairseq.model import preset_dropouts
 from delight_fairseq.scaling import (
     block_schedule,
@@ -135,12 +136,14 @@ def test_scaled_dropout(base, ref, d_m, cap, expected):
         ("wmt16_en_ro", 640, (0.19, 0.06, 0.1)),
         ("wmt14_en_fr", 640, (0.06, 0.06, 0.0)),
         ("wmt14_en_fr", 128, (0.01, 0.01, 0.0)),
-        ("iwslt", 512, (0.3, 0.1, 0.1)),
-        ("iwslt", 256, (0.15, 0.05, 0.05)),
+        ("iwslt14_de_en", 512, (0.3, 0.1, 0.1)),
+        ("iwslt14_de_en", 256, (0.15, 0.05, 0.05)),
+        ("iwslt14_en_de", 256, (0.15, 0.05, 0.05)),
+        ("wmt16_ro_en", 256, (0.07, 0.03, 0.05)),
     ],
 )
 def test_preset_dropouts(dataset, d_m, expected):
-    got = preset_dropouts(dataset, d_m)
+    got = preset_dropouts(BENCHMARKS[dataset], d_m)
     assert got["dropout"] == got["ffn_dropout"]
     assert (
         got["dropout"],

@@ -1,4 +1,8 @@
-"""One function per benchmark: raw corpora -> text -> subwords -> ``data-bin/<name>``.
+"""One function per corpus family: raw corpora -> text -> subwords -> ``data-bin/<name>``.
+
+Each takes the catalog's record (``delight_fairseq/catalog.py``), whose
+``prep`` field names the function, and builds the record's direction under
+the record's name.
 
 Each returns a :class:`~.pipeline.Result`; a second run with the same
 settings and inputs finds the stamp and skips the work. The prepared text
@@ -11,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from ...catalog import Benchmark
 from . import releases
 from .corpus import DataError
 from .moses import MosesSteps
@@ -35,8 +40,8 @@ def _parts(opts: Options, defaults: Dict[str, List[Part]]) -> Dict[str, List[Par
     return parts
 
 
-def iwslt14(opts: Options) -> Result:
-    """IWSLT'14 German->English as fairseq's ``prepare-iwslt14.sh``.
+def iwslt14(opts: Options, bench: Benchmark) -> Result:
+    """IWSLT'14 German-English (either direction) as fairseq's ``prepare-iwslt14.sh``.
 
     From ``de-en.tgz`` (or its extracted ``de-en/`` folder): the tag lines of
     ``train.tags.de-en.*`` removed; Moses tokenization (``-l de``/``-l en``, no
@@ -47,7 +52,7 @@ def iwslt14(opts: Options) -> Result:
     fairseq's script, so the vocabulary matches). Separate dictionaries: the
     IWSLT presets tie only the decoder's input and output embeddings.
     """
-    src, tgt = "de", "en"
+    src, tgt = _direction(bench, {"de", "en"})
     # lowercasing before cleaning instead of after changes nothing: it keeps
     # every space, so word counts and ratios are the same
     train_steps = _steps(src, tgt, lowercase=True)
@@ -56,7 +61,7 @@ def iwslt14(opts: Options) -> Result:
     merges = opts.subwords or 10_000
     defaults = {"train": [releases.IWSLT14_TRAIN], "test": releases.IWSLT14_TEST}
     settings = _settings(opts, train_steps, test_steps, clean, every, bpe_merges=merges)
-    run = Run("iwslt14_de_en", opts, src, tgt, _parts(opts, defaults), settings)
+    run = Run(bench.name, opts, src, tgt, _parts(opts, defaults), settings)
     if run.up_to_date():
         return run.skipped()
     with run.staged_text() as text:
@@ -69,8 +74,8 @@ def iwslt14(opts: Options) -> Result:
     return run.binarize(joined=False, extra=[codes])
 
 
-def wmt14(opts: Options, other: str = "de") -> Result:
-    """WMT'14 English->German (``other="de"``) or English->French (``"fr"``) as
+def wmt14(opts: Options, bench: Benchmark) -> Result:
+    """WMT'14 English->German or English->French as
     fairseq's ``prepare-wmt14en2de.sh --icml17`` / ``prepare-wmt14en2fr.sh``.
 
     Training corpora: Europarl v7, CommonCrawl, News Commentary v9 (+ UN and
@@ -83,9 +88,13 @@ def wmt14(opts: Options, other: str = "de") -> Result:
     valid after BPE, ratio 1.5 and 1..250 tokens. One joined dictionary, for
     ``--share-all-embeddings``.
     """
-    if other not in ("de", "fr"):
-        raise ValueError(f"WMT'14: English-German or English-French, not en-{other}")
-    src, tgt = "en", other
+    if bench.source != "en" or bench.target not in ("de", "fr"):
+        raise ValueError(
+            f"{bench.name}: WMT'14 is prepared English->German or English->French, "
+            f"not {bench.source}->{bench.target}"
+        )
+    src, other = "en", bench.target
+    tgt = other
     train_steps = _steps(
         src, tgt, normalize_punct=True, remove_non_printing=True, aggressive_dashes=True
     )
@@ -97,7 +106,7 @@ def wmt14(opts: Options, other: str = "de") -> Result:
         "test": [releases.wmt14_test(other)],
     }
     settings = _settings(opts, train_steps, test_steps, clean, every, bpe_merges=merges)
-    run = Run(f"wmt14_en_{other}", opts, src, tgt, _parts(opts, defaults), settings)
+    run = Run(bench.name, opts, src, tgt, _parts(opts, defaults), settings)
     if run.up_to_date():
         return run.skipped()
     with run.staged_text() as text:
@@ -113,8 +122,8 @@ def wmt14(opts: Options, other: str = "de") -> Result:
     return run.binarize(joined=True, extra=[text / codes.name])
 
 
-def wmt16_en_ro(opts: Options) -> Result:
-    """WMT'16 English->Romanian: Europarl v8 + SETimes2 (about 610k pairs),
+def wmt16(opts: Options, bench: Benchmark) -> Result:
+    """WMT'16 English-Romanian (either direction): Europarl v8 + SETimes2 (about 610k pairs),
     newsdev2016 valid, newstest2016 test.
 
     Every side through normalize-punctuation and remove-non-printing-char,
@@ -129,7 +138,7 @@ def wmt16_en_ro(opts: Options) -> Result:
     En-Ro subword recipe, so the vocabulary is close to, not the same as, the
     authors'.
     """
-    src, tgt = "en", "ro"
+    src, tgt = _direction(bench, {"en", "ro"})
     steps = {
         lang: MosesSteps(
             lang,
@@ -148,7 +157,7 @@ def wmt16_en_ro(opts: Options) -> Result:
         "test": [releases.WMT16_EN_RO_TEST],
     }
     settings = _settings(opts, steps, steps, clean, None, spm_bpe_pieces=size)
-    run = Run("wmt16_en_ro", opts, src, tgt, _parts(opts, defaults), settings)
+    run = Run(bench.name, opts, src, tgt, _parts(opts, defaults), settings)
     if run.up_to_date():
         return run.skipped()
     with run.staged_text() as text:
@@ -161,24 +170,20 @@ def wmt16_en_ro(opts: Options) -> Result:
     return run.binarize(joined=True, extra=[model])
 
 
-MULTI30K_PAIRS = ("de-en", "en-de", "en-fr", "fr-en")
+MULTI30K_LANGS = {"de", "en", "fr"}
 
 
-def multi30k(opts: Options, pair: str = "de-en") -> Result:
-    """Multi30k task 1 (``pair`` = source-target): train 29,000, val 1,014,
-    test_2016_flickr 1,000 pairs, raw; a joint sentencepiece unigram model of
-    6,000 pieces on the raw training sides; nothing removed or tokenized. One
+def multi30k(opts: Options, bench: Benchmark) -> Result:
+    """Multi30k task 1 (any direction between de, en and fr): train 29,000, val
+    1,014, test_2016_flickr 1,000 pairs, raw; a joint sentencepiece unigram model
+    of 6,000 pieces on the raw training sides; nothing removed or tokenized. One
     joined dictionary, for ``--share-all-embeddings``.
     """
-    if pair not in MULTI30K_PAIRS:
-        raise ValueError(
-            f"Multi30k pair {pair!r}: choose one of {', '.join(MULTI30K_PAIRS)}"
-        )
-    src, tgt = pair.split("-")
+    src, tgt = _direction(bench, MULTI30K_LANGS)
     size = opts.subwords or 6_000
     defaults = {split: [part] for split, part in releases.MULTI30K.items()}
     settings = _settings(opts, None, None, None, None, spm_unigram_pieces=size)
-    run = Run(f"multi30k_{src}_{tgt}", opts, src, tgt, _parts(opts, defaults), settings)
+    run = Run(bench.name, opts, src, tgt, _parts(opts, defaults), settings)
     if run.up_to_date():
         return run.skipped()
     with run.staged_text() as text:
@@ -187,6 +192,16 @@ def multi30k(opts: Options, pair: str = "de-en") -> Result:
             run.process(split, pre / split, {src: None, tgt: None})
         model = run.sentencepiece(pre, text, size, "unigram")
     return run.binarize(joined=True, extra=[model])
+
+
+def _direction(bench: Benchmark, langs) -> Tuple[str, str]:
+    """The record's (source, target), checked against the corpus's languages."""
+    if {bench.source, bench.target} - set(langs) or bench.source == bench.target:
+        raise ValueError(
+            f"{bench.name}: {bench.source}->{bench.target} is not a direction of this "
+            f"corpus ({', '.join(sorted(langs))})"
+        )
+    return bench.source, bench.target
 
 
 def _steps(src: str, tgt: str, **flags) -> Dict[str, MosesSteps]:

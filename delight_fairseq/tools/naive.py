@@ -1,8 +1,9 @@
-"""Naive reference implementations, written from the spec's prose alone.
+"""Naive reference implementations of the GLT and DExTra, written from the rules
+alone (docs/architecture.md sections 2 and 3), for the tests and benchmarks.
 
 They loop over groups and move features one index at a time, with no batched
 matmul and no views, so that the optimised modules are checked against an
-independent reading of spec sections 1 and 2.
+independent reading of the rules.
 """
 
 import torch

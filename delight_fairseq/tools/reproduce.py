@@ -1,75 +1,48 @@
 """Reproduce a table of the paper: parameters and BLEU, measured beside the paper's.
 
-    python -m delight_fairseq.reproduce wmt14_en_de --dry-run
-    python -m delight_fairseq.reproduce wmt16_en_ro --run 128 --gpus 8
+    delight-reproduce wmt14_en_de --dry-run
+    delight-reproduce wmt16_en_ro --run 128 --gpus 8
 
 ``--dry-run`` builds every row's model on the CPU (seconds) and fills the
 parameter side. Parameters are counted on the model built with the real
 dictionaries in ``data-bin/<dataset>`` when they exist, else with the
 dictionary sizes that the authors' logs imply (marked as such). BLEU is read
-from ``checkpoints/<dataset>_d<d_m>/eval/bleu.json``, which scripts/evaluate.sh
-writes. ``--run D_M`` runs the whole chain for one row first: prepare (if the
-data-bin is missing), scripts/train.sh, scripts/evaluate.sh.
+from ``checkpoints/<dataset>_d<d_m>/eval/bleu.json``, which ``delight-evaluate``
+writes. ``--run D_M`` runs the whole chain for one row first, in this process:
+prepare (if the data-bin is missing), train, evaluate.
 """
 
 import argparse
 import json
 import logging
 import math
-import subprocess
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 from fairseq.data import Dictionary
-from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
 
-from .recipes import ROWS, get
+from ..builder import build_model, sized_dictionary
+from ..catalog import BENCHMARKS, get
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
-#: dictionary sizes implied by the authors' published totals (source, target)
-IMPLIED_VOCAB = {
-    "wmt14_en_de": (43_730, 43_730),
-    "wmt14_en_fr": (44_515, 44_515),
-    "wmt16_en_ro": (34_968, 34_968),
-    "iwslt14_de_en": (8_848, 6_632),
-}
-PREPARE = {
-    "iwslt14_de_en": "prepare_iwslt14.sh",
-    "wmt16_en_ro": "prepare_wmt16_en_ro.sh",
-    "wmt14_en_de": "prepare_wmt14_en_de.sh",
-    "wmt14_en_fr": "prepare_wmt14_en_fr.sh",
-}
-
-
-class _Task:
-    def __init__(self, src, tgt):
-        self.source_dictionary, self.target_dictionary = src, tgt
-
-
-def _sized_dictionary(n: int) -> Dictionary:
-    d = Dictionary()
-    for i in range(n - len(d)):
-        d.add_symbol(f"<w{i}>")
-    return d
 
 
 def dictionaries(dataset: str, data_bin: Path):
     """(source, target, description) from the data-bin, else the spec's sizes."""
-    recipe = get(dataset)
-    folder = data_bin / recipe.data
-    src_file = folder / f"dict.{recipe.source}.txt"
-    tgt_file = folder / f"dict.{recipe.target}.txt"
+    bench = get(dataset)
+    folder = data_bin / bench.name
+    src_file = folder / f"dict.{bench.source}.txt"
+    tgt_file = folder / f"dict.{bench.target}.txt"
     if src_file.exists() and tgt_file.exists():
         src = Dictionary.load(str(src_file))
         # a joined dictionary is one object for both sides, as fairseq loads it
         joined = src_file.read_bytes() == tgt_file.read_bytes()
         tgt = src if joined else Dictionary.load(str(tgt_file))
         return src, tgt, f"{folder} ({len(src):,} / {len(tgt):,} types)"
-    n_src, n_tgt = IMPLIED_VOCAB[dataset]
-    src = _sized_dictionary(n_src)
-    tgt = src if n_src == n_tgt else _sized_dictionary(n_tgt)
+    n_src, n_tgt = bench.implied_vocab
+    src = sized_dictionary(n_src)
+    tgt = src if bench.share_all else sized_dictionary(n_tgt)
     return (
         src,
         tgt,
@@ -78,10 +51,7 @@ def dictionaries(dataset: str, data_bin: Path):
 
 
 def count_parameters(dataset: str, d_m: int, model: dict, src, tgt) -> int:
-    recipe = get(dataset)
-    args = argparse.Namespace(arch=recipe.arch, delight_emb_out_dim=d_m, **model)
-    ARCH_CONFIG_REGISTRY[recipe.arch](args)
-    built = ARCH_MODEL_REGISTRY[recipe.arch].build_model(args, _Task(src, tgt))
+    built = build_model(get(dataset).arch, src, tgt, delight_emb_out_dim=d_m, **model)
     return sum(p.numel() for p in built.parameters())
 
 
@@ -100,7 +70,7 @@ def table(dataset: str, data_bin: Path, checkpoints: Path) -> List[str]:
         "| d_m | parameters (measured) | parameters (paper) | BLEU (measured) | BLEU (paper) |",
         "|---|---|---|---|---|",
     ]
-    for row in ROWS[dataset]:
+    for row in get(dataset).rows:
         n = count_parameters(dataset, row.d_m, dict(row.model), src, tgt)
         scores = measured_bleu(dataset, row.d_m, checkpoints)
         if scores is None:
@@ -123,34 +93,27 @@ def table(dataset: str, data_bin: Path, checkpoints: Path) -> List[str]:
 def run_row(
     dataset: str, d_m: int, gpus: int, data_bin: Path, extra: List[str]
 ) -> None:
-    recipe = get(dataset)
-    if not (data_bin / recipe.data).exists():
-        _call(
-            ["bash", str(ROOT / "scripts" / PREPARE[dataset]), "--dest", str(data_bin)]
-        )
-    _call(
-        [
-            "bash",
-            str(ROOT / "scripts" / "train.sh"),
-            dataset,
-            str(d_m),
-            "--gpus",
-            str(gpus),
-            *extra,
-        ]
-    )
-    ckpt = Path("checkpoints") / f"{dataset}_d{d_m}" / "checkpoint_best.pt"
-    _call(["bash", str(ROOT / "scripts" / "evaluate.sh"), dataset, str(ckpt)])
+    """Prepare (when the data-bin is missing), train and evaluate one row."""
+    from . import evaluate, training
+    from .prep.cli import prepare
+    from .prep.pipeline import Options
 
-
-def _call(cmd: List[str]) -> None:
-    logger.info("running: %s", " ".join(cmd))
-    subprocess.run(cmd, check=True)
+    bench = get(dataset)
+    if not (data_bin / bench.name).exists():
+        result = prepare(bench, Options(dest=data_bin / bench.name))
+        logger.info("prepared %s", result.dest)
+    training.train(bench, d_m, data_bin, gpus, extra)
+    ckpt = Path(training.save_dir(bench, d_m)) / "checkpoint_best.pt"
+    evaluate.evaluate(bench.name, ckpt, data_bin)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=sorted(ROWS))
+    parser = argparse.ArgumentParser(
+        prog="delight-reproduce", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "dataset", choices=sorted(n for n, b in BENCHMARKS.items() if b.implied_vocab)
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",

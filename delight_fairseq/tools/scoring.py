@@ -6,7 +6,7 @@
   papers (fairseq's compound_split_bleu.sh): ``x-y`` becomes
   ``x ##AT##-##AT## y`` in hypothesis and reference before tokenized BLEU.
 
-    python -m delight_fairseq.scoring GENERATE_LOG OUT_PREFIX [--compound-split]
+    python -m delight_fairseq.tools.scoring GENERATE_LOG OUT_PREFIX [--compound-split]
 
 writes OUT_PREFIX.{hyp,ref} (detokenized with Moses for sacreBLEU) and, with
 ``--compound-split``, OUT_PREFIX.tok.{hyp,ref} and the tokenized BLEU.

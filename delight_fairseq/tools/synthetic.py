@@ -5,7 +5,7 @@ language" maps each word to its own translation and swaps every adjacent
 adjective-noun pair, so a model must learn both a lexicon and a little
 reordering. Everything is deterministic given the seed.
 
-    python -m delight_fairseq.synthetic OUT_DIR [--train 2000 --valid 200 --test 200]
+    python -m delight_fairseq.tools.synthetic OUT_DIR [--train 2000 --valid 200 --test 200]
 
 writes OUT_DIR/{train,valid,test}.{src,tgt}.
 """

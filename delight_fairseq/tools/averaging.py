@@ -1,8 +1,8 @@
 """Average the parameters of several checkpoints (no installed fairseq ships it).
 
-    python -m delight_fairseq.averaging --inputs CKPT_DIR --num-epoch-checkpoints 10 \\
+    delight-average --inputs CKPT_DIR --num-epoch-checkpoints 10 \\
         --output CKPT_DIR/checkpoint_avg10.pt
-    python -m delight_fairseq.averaging --inputs a.pt b.pt c.pt --output avg.pt
+    delight-average --inputs a.pt b.pt c.pt --output avg.pt
 
 The flags are those of fairseq's scripts/average_checkpoints.py. The result is
 the last input's checkpoint (its config, optimizer history...) with every
@@ -69,7 +69,9 @@ def average_checkpoints(paths: List[Path]) -> Dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="average checkpoints' parameters")
+    parser = argparse.ArgumentParser(
+        prog="delight-average", description="average checkpoints' parameters"
+    )
     parser.add_argument(
         "--inputs",
         nargs="+",
@@ -100,11 +102,17 @@ def main(argv=None):
     logger.info(
         "averaging %d checkpoints: %s", len(paths), ", ".join(p.name for p in paths)
     )
+    save_average(paths, args.output)
+
+
+def save_average(paths: List[Path], output) -> Path:
+    """Average ``paths`` into ``output``, written whole or not at all."""
     state = average_checkpoints(paths)
-    tmp = Path(str(args.output) + ".tmp")
+    tmp = Path(str(output) + ".tmp")
     torch.save(state, tmp)
-    os.replace(tmp, args.output)  # never a half-written output
-    logger.info("wrote %s", args.output)
+    os.replace(tmp, output)  # never a half-written output
+    logger.info("wrote %s", output)
+    return Path(output)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""``python -m delight_fairseq.prep BENCHMARK [options]``: prepare one benchmark.
+"""``delight-prep BENCHMARK [options]``: prepare one benchmark of the catalog.
 
-Benchmarks: iwslt14, wmt14_en_de, wmt14_en_fr, wmt16_en_ro, multi30k.
+Benchmarks: the records of ``delight_fairseq/catalog.py``.
 Output: ``data-bin/<name>`` (``--dest``), ready for ``fairseq-train``.
 """
 
@@ -9,35 +9,18 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import recipes
+from ...catalog import BENCHMARKS, Benchmark
+from . import datasets
 from .corpus import DataError
 from .parallel import default_workers
-from .pipeline import Options
+from .pipeline import Options, Result
 
-logger = logging.getLogger("delight_fairseq.prep")
+logger = logging.getLogger("delight_fairseq.tools.prep")
 
-BENCHMARKS = {
-    "iwslt14": (
-        "IWSLT'14 German->English (fairseq's prepare-iwslt14.sh)",
-        lambda opts, args: recipes.iwslt14(opts),
-    ),
-    "wmt14_en_de": (
-        "WMT'14 English->German (fairseq's prepare-wmt14en2de.sh --icml17)",
-        lambda opts, args: recipes.wmt14(opts, "de"),
-    ),
-    "wmt14_en_fr": (
-        "WMT'14 English->French (fairseq's prepare-wmt14en2fr.sh)",
-        lambda opts, args: recipes.wmt14(opts, "fr"),
-    ),
-    "wmt16_en_ro": (
-        "WMT'16 English->Romanian (Europarl v8 + SETimes2)",
-        lambda opts, args: recipes.wmt16_en_ro(opts),
-    ),
-    "multi30k": (
-        "Multi30k task 1 (--pair de-en, en-de, en-fr, fr-en)",
-        lambda opts, args: recipes.multi30k(opts, args.pair),
-    ),
-}
+
+def prepare(bench: Benchmark, opts: Options) -> Result:
+    """Build ``bench``'s data-bin with the prep function its record names."""
+    return getattr(datasets, bench.prep)(opts, bench)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -87,20 +70,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m delight_fairseq.prep",
+        prog="delight-prep",
         description=__doc__.splitlines()[0],
     )
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
-    for name, (help_text, _) in BENCHMARKS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    for name, bench in BENCHMARKS.items():
+        p = sub.add_parser(name, help=bench.title, description=bench.title)
         _add_common(p)
-        if name == "multi30k":
-            p.add_argument(
-                "--pair",
-                default="de-en",
-                choices=recipes.MULTI30K_PAIRS,
-                help="source-target (default: %(default)s)",
-            )
     return parser
 
 
@@ -131,9 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         valid=args.valid,
         test=args.test,
     )
-    _, recipe = BENCHMARKS[args.benchmark]
     try:
-        result = recipe(opts, args)
+        result = prepare(BENCHMARKS[args.benchmark], opts)
     except (DataError, RuntimeError) as e:
         logger.error("%s", e)
         return 1
@@ -144,3 +119,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "%s %s: %s (pairs: %s)", args.benchmark, state, result.dest, counts or "?"
     )
     return 0
+
+
+def console() -> None:
+    """The ``delight-prep`` command."""
+    setup_logging()
+    raise SystemExit(main())
