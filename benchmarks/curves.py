@@ -1,0 +1,166 @@
+"""Learning curves on Multi30k De->En: one run per model, BLEU against wall clock
+and against updates, all models in one figure.
+
+    python benchmarks/curves.py [--minutes 60] [--every 150] [--seed 1] [--models ...]
+    python benchmarks/curves.py --report-only      # re-plot from curves.json
+
+Each model trains once for the same wall-clock budget and saves a checkpoint every
+``--every`` updates (its training minutes are read back from the checkpoint). Then
+each checkpoint is scored: validation and test_2016_flickr BLEU, beam 5, at the
+length penalty that is best on validation for the last checkpoint; and the
+average of the last three checkpoints. Writes benchmarks/out/curves/<model>/,
+curves.json and curves.png. Run it alone: every model gets the same wall clock.
+"""
+
+import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import multi30k  # noqa: E402
+
+OUT = multi30k.OUT / "curves"
+DEFAULT_MODELS = ("transformer_256", "delight_d192", "delight_d128")
+AVERAGE_LAST = 3
+
+
+def checkpoints(folder: Path):
+    """The interval checkpoints in update order."""
+    found = []
+    for path in folder.glob("checkpoint_*_*.pt"):
+        match = re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def train_log_facts(log: str) -> dict:
+    params = re.search(r"num\. shared model params: ([\d,]+)", log)
+    wps = [float(x) for x in re.findall(r"\| train \| .*?\| wps ([\d.]+)", log)]
+    return {
+        "params": int(params.group(1).replace(",", "")) if params else None,
+        "train_tokens_per_s": round(sum(wps) / len(wps), 1) if wps else None,
+    }
+
+
+def curve(model: str, minutes: float, every: int, seed: int) -> dict:
+    from delight_fairseq.tools.averaging import average_checkpoints
+
+    folder = OUT / model / f"seed{seed}"
+    run = multi30k.train(
+        multi30k.MODELS[model],
+        folder,
+        minutes,
+        seed,
+        extra=[
+            "--save-interval-updates", str(every), "--keep-interval-updates", "-1",
+            "--no-epoch-checkpoints", "--no-save-optimizer-state",
+        ],
+    )  # fmt: skip
+    paths = checkpoints(folder)
+    last = multi30k.Scorer(paths[-1])
+    tuned = last.tune_lenpen()
+    lenpen = tuned["lenpen"]
+    points = []
+    for path in paths:
+        scorer = last if path == paths[-1] else multi30k.Scorer(path)
+        test = scorer.bleu("test", lenpen)
+        points.append(
+            {
+                "checkpoint": path.name,
+                "updates": scorer.updates,
+                "minutes": scorer.train_minutes,
+                "valid_bleu": scorer.bleu("valid", lenpen)["bleu"],
+                "test_bleu": test["bleu"],
+                "test_bp": test["bp"],
+            }
+        )
+        multi30k.logger.info("%s %s: %s", model, path.name, points[-1])
+    import torch
+
+    averaged = folder / f"checkpoint_avg{AVERAGE_LAST}.pt"
+    torch.save(average_checkpoints(paths[-AVERAGE_LAST:]), averaged)
+    avg = multi30k.Scorer(averaged)
+    return {
+        "model": model,
+        "seed": seed,
+        "minutes": minutes,
+        "flags": multi30k.MODELS[model],
+        **train_log_facts((folder / "train.log").read_text()),
+        **run,
+        "lenpen": lenpen,
+        "lenpen_trials": tuned["trials"],
+        "decode_sentences_per_s": test["sentences_per_s"],
+        "points": points,
+        "average": {
+            "of": [p.name for p in paths[-AVERAGE_LAST:]],
+            "valid_bleu": avg.bleu("valid", lenpen)["bleu"],
+            "test_bleu": avg.bleu("test", lenpen)["bleu"],
+        },
+    }
+
+
+def plot(results: dict, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for (model, r), color in zip(sorted(results.items()), plt.cm.tab10.colors):
+        label = f"{model} ({r['params'] / 1e6:.2f} M)"
+        for ax, x in zip(axes, ("minutes", "updates")):
+            xs = [p[x] for p in r["points"]]
+            ax.plot(xs, [p["test_bleu"] for p in r["points"]], "o-", color=color,
+                    label=f"{label}, test")  # fmt: skip
+            ax.plot(xs, [p["valid_bleu"] for p in r["points"]], "--", color=color,
+                    alpha=0.6, label=f"{label}, valid")  # fmt: skip
+            ax.plot([xs[-1]], [r["average"]["test_bleu"]], "*", color=color,
+                    markersize=12)  # fmt: skip
+    axes[0].set_xlabel("training wall clock (minutes, 2-core CPU)")
+    axes[1].set_xlabel("updates (4,096-token batches)")
+    axes[0].set_ylabel("sacreBLEU, beam 5")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        "Multi30k De->En learning curves (star: average of the last "
+        f"{AVERAGE_LAST} checkpoints, test)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="learning curves, one run per model")
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--every", type=int, default=150, help="updates per checkpoint")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s | %(name)s | %(message)s", level="INFO")
+    unknown = set(args.models) - set(multi30k.MODELS)
+    if unknown:
+        parser.error(
+            f"unknown models {sorted(unknown)}; known: {list(multi30k.MODELS)}"
+        )
+    OUT.mkdir(parents=True, exist_ok=True)
+    results_file = OUT / "curves.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    if not args.report_only:
+        for model in args.models:
+            results[model] = curve(model, args.minutes, args.every, args.seed)
+            results_file.write_text(json.dumps(results, indent=2))
+    plot(results, OUT / "curves.png")
+    for model, r in sorted(results.items()):
+        print(
+            f"{model}: {r['params']:,} params, {r['points'][-1]['updates']} updates, "
+            f"test {r['points'][-1]['test_bleu']:.2f} (average "
+            f"{r['average']['test_bleu']:.2f}), lenpen {r['lenpen']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

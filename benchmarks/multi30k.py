@@ -1,0 +1,223 @@
+"""Multi30k De->En on the CPU: the models the benchmarks compare, one training run,
+and in-process BLEU of a checkpoint. Shared by tune.py, curves.py and shootout.py.
+
+    python benchmarks/multi30k.py args MODEL     # fairseq-train flags of one model
+    python benchmarks/multi30k.py models         # the model names
+
+Every model trains with the same data, batch (4,096 tokens), optimizer and
+criterion (COMMON); MODELS holds what differs: the shape and its recipe. The
+DeLighT models are the catalog's ``multi30k_de_en`` recipe (delight_fairseq/catalog.py).
+"""
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+DATA_BIN = OUT / "multi30k_cpu" / "data-bin" / "multi30k_de_en"
+RAW = Path(os.environ.get("MULTI30K", ROOT.parent / "shared" / "data" / "multi30k"))
+# the raw references: validation for every choice, the test set only for reporting
+REFERENCES = {"valid": "val.en", "test": "test_2016_flickr.en"}
+LENPENS = (0.6, 1.0, 1.4, 2.0)
+
+logger = logging.getLogger("multi30k")
+
+COMMON = [
+    "--share-all-embeddings", "--criterion", "delight_label_smoothed_cross_entropy",
+    "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
+    "--warmup-init-lr", "1e-7", "--max-tokens", "4096", "--cpu", "--num-workers", "0",
+    "--log-format", "simple", "--log-interval", "50", "--max-epoch", "1000",
+]  # fmt: skip
+
+TRANSFORMER_3x256 = [
+    "--arch", "transformer", "--encoder-layers", "3", "--decoder-layers", "3",
+    "--encoder-embed-dim", "256", "--decoder-embed-dim", "256",
+    "--encoder-ffn-embed-dim", "1024", "--decoder-ffn-embed-dim", "1024",
+    "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
+]  # fmt: skip
+
+
+def delight_shape(d_m: int) -> List[str]:
+    """4 + 4 blocks, block-wise scaling 3 -> 6, width multiplier 2 (README, Benchmarks)."""
+    shape = ["--arch", "delight", "--delight-emb-out-dim", str(d_m)]
+    for side in ("enc", "dec"):
+        shape += [f"--delight-{side}-layers", "4", f"--delight-{side}-min-depth", "3",
+                  f"--delight-{side}-max-depth", "6"]  # fmt: skip
+    return shape
+
+
+def recipe(
+    lr: float,
+    warmup: int = 400,
+    dropout: float = 0.2,
+    smoothing: float = 0.1,
+    attention: float = 0.05,
+    delight: float = None,
+) -> List[str]:
+    """Peak LR, warmup, dropouts and label smoothing; ``delight`` only for DeLighT
+    (its DExTra dropout; the FFN dropout follows ``dropout``)."""
+    flags = ["--lr", str(lr), "--warmup-updates", str(warmup), "--dropout", str(dropout),
+             "--attention-dropout", str(attention), "--label-smoothing", str(smoothing)]  # fmt: skip
+    if delight is not None:
+        flags += ["--ffn-dropout", str(dropout), "--delight-dropout", str(delight)]
+    return flags
+
+
+# The hand-set recipes of the first shoot-out (issue 4); tune.py searches around them.
+BASE = {
+    "delight": dict(lr=0.003, dropout=0.2, attention=0.05, delight=0.05),
+    "transformer": dict(lr=0.001, dropout=0.3, attention=0.0),
+}
+# the transformer's recipe as tune.py chose it on validation (docs/recipes.md)
+TRANSFORMER_RECIPE = BASE["transformer"]
+
+
+def delight(d_m: int) -> List[str]:
+    """The catalog's small-data recipe at width d_m, without its update limit
+    (the benchmarks stop on wall clock)."""
+    from delight_fairseq.catalog import get
+    from delight_fairseq.tools.training import train_args
+
+    return train_args(get("multi30k_de_en"), d_m) + ["--max-update", "0"]
+
+
+MODELS: Dict[str, List[str]] = {
+    "delight_d128": delight(128),
+    "delight_d192": delight(192),
+    "transformer_256": TRANSFORMER_3x256 + recipe(**TRANSFORMER_RECIPE),
+}
+
+
+def family(model: str) -> str:
+    return "transformer" if model.startswith("transformer") else "delight"
+
+
+def prepare() -> Path:
+    """The Multi30k data-bin (made with ``delight-prep multi30k_de_en`` when missing)."""
+    if not (DATA_BIN / "dict.de.txt").exists():
+        from delight_fairseq.catalog import get
+        from delight_fairseq.tools.prep.cli import prepare as prep
+        from delight_fairseq.tools.prep.pipeline import Options
+
+        prep(get("multi30k_de_en"), Options(dest=DATA_BIN, raw=RAW))
+    return DATA_BIN
+
+
+def train(
+    flags: Sequence[str], save_dir: Path, minutes: float, seed: int, extra=()
+) -> dict:
+    """One fairseq-train run for a wall-clock budget; returns its time and peak RSS."""
+    save_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "fairseq-train", str(prepare()), "--user-dir", str(ROOT / "delight_fairseq"),
+        *flags, *COMMON, "--seed", str(seed), "--stop-time-hours", str(minutes / 60),
+        "--save-dir", str(save_dir), *extra,
+    ]  # fmt: skip
+    logger.info("training %s for %s min (seed %d)", save_dir, minutes, seed)
+    start = time.time()
+    with open(save_dir / "train.log", "w") as log:
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", str(save_dir / "rss_kb"), *cmd],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if not (save_dir / "checkpoint_last.pt").exists():
+        raise RuntimeError(f"training failed (rc {proc.returncode}): see {log.name}")
+    return {
+        "wall_s": round(time.time() - start, 1),
+        "peak_rss_mib": round(
+            int((save_dir / "rss_kb").read_text().split()[-1]) / 1024
+        ),
+    }
+
+
+class Scorer:
+    """Beam search on a binarized split inside this process, sacreBLEU against the
+    raw reference. One instance per checkpoint: the model loads once."""
+
+    def __init__(self, checkpoint: Path, data: Path = DATA_BIN):
+        import torch
+        from fairseq import checkpoint_utils
+
+        import delight_fairseq  # noqa: F401  (the plugin, before the checkpoint loads)
+
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        extra = state.get("extra_state") or {}
+        self.updates = int(state["optimizer_history"][-1]["num_updates"])
+        self.train_minutes = round(extra.get("previous_training_time", 0.0) / 60, 2)
+        del state
+        models, _, self.task = checkpoint_utils.load_model_ensemble_and_task(
+            [str(checkpoint)], arg_overrides={"data": str(data)}
+        )
+        self.models = [m.eval() for m in models]
+
+    def translate(self, split: str, lenpen: float, beam: int = 5) -> List[str]:
+        import torch
+        from fairseq.dataclass.configs import GenerationConfig
+
+        task = self.task
+        if split not in task.datasets:
+            task.load_dataset(split)
+        generator = task.build_generator(
+            self.models, GenerationConfig(beam=beam, lenpen=lenpen)
+        )
+        batches = task.get_batch_iterator(
+            dataset=task.dataset(split), max_tokens=6000, ignore_invalid_inputs=False
+        ).next_epoch_itr(shuffle=False)
+        out = {}
+        with torch.no_grad():
+            for sample in batches:
+                hypos = task.inference_step(generator, self.models, sample)
+                for sid, nbest in zip(sample["id"].tolist(), hypos):
+                    out[sid] = task.target_dictionary.string(
+                        nbest[0]["tokens"].int(), "sentencepiece"
+                    )
+        return [out[i] for i in range(len(out))]
+
+    def bleu(self, split: str, lenpen: float) -> dict:
+        import sacrebleu
+
+        start = time.time()
+        hyps = self.translate(split, lenpen)
+        seconds = time.time() - start
+        refs = (RAW / REFERENCES[split]).read_text(encoding="utf-8").splitlines()
+        if len(refs) != len(hyps):
+            raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references")
+        score = sacrebleu.corpus_bleu(hyps, [refs])
+        return {
+            "split": split,
+            "lenpen": lenpen,
+            "bleu": round(score.score, 2),
+            "bp": round(score.bp, 3),
+            "sentences_per_s": round(len(hyps) / seconds, 1),
+        }
+
+    def tune_lenpen(self, lenpens=LENPENS) -> dict:
+        """The validation BLEU at each length penalty, and the best one."""
+        trials = [self.bleu("valid", lp) for lp in lenpens]
+        best = max(trials, key=lambda t: t["bleu"])
+        return {"lenpen": best["lenpen"], "valid": best, "trials": trials}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["args", "models"])
+    parser.add_argument("model", nargs="?")
+    args = parser.parse_args(argv)
+    if args.what == "models":
+        print(" ".join(MODELS))
+    elif args.model not in MODELS:
+        sys.exit(f"unknown model {args.model!r}; known: {', '.join(MODELS)}")
+    else:
+        print(json.dumps(MODELS[args.model]))
+
+
+if __name__ == "__main__":
+    main()
