@@ -14,7 +14,6 @@ curves.json and curves.png. Run it alone: every model gets the same wall clock.
 
 import argparse
 import json
-import logging
 import re
 import sys
 from pathlib import Path
@@ -139,13 +138,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--report-only", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s | %(name)s | %(message)s", level="INFO")
-    unknown = set(args.models) - set(multi30k.MODELS)
-    if unknown:
-        parser.error(
-            f"unknown models {sorted(unknown)}; known: {list(multi30k.MODELS)}"
-        )
+    args = multi30k.parse_args(parser, argv)
     OUT.mkdir(parents=True, exist_ok=True)
     results_file = OUT / "curves.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}

@@ -206,6 +206,17 @@ class Scorer:
         return {"lenpen": best["lenpen"], "valid": best, "trials": trials}
 
 
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """A benchmark's arguments, with ``--models`` checked against MODELS; sets up
+    logging."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s | %(name)s | %(message)s", level="INFO")
+    unknown = set(args.models) - set(MODELS)
+    if unknown:
+        parser.error(f"unknown models {sorted(unknown)}; known: {list(MODELS)}")
+    return args
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["args", "models"])

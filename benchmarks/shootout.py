@@ -9,7 +9,6 @@ the plot. Run it alone: every model gets the same wall clock.
 """
 
 import argparse
-import logging
 import shutil
 import sys
 from pathlib import Path
@@ -28,13 +27,7 @@ def main(argv=None):
     parser.add_argument("minutes", type=float, nargs="?", default=10.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--models", nargs="+", default=list(multi30k.MODELS))
-    args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s | %(name)s | %(message)s", level="INFO")
-    unknown = set(args.models) - set(multi30k.MODELS)
-    if unknown:
-        parser.error(
-            f"unknown models {sorted(unknown)}; known: {list(multi30k.MODELS)}"
-        )
+    args = multi30k.parse_args(parser, argv)
     data = multi30k.prepare()
     # seeds outer, models inner: a slow drift of the machine touches every model alike
     for seed in args.seeds:

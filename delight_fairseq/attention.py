@@ -1,4 +1,5 @@
-"""Single-head attention (spec section 3), with fairseq's incremental state.
+"""Single-head attention, with fairseq's incremental state (docs/architecture.md
+sections 5 and 9).
 
 fairseq's MultiheadAttention cannot express it: DeLighT's attention reads a
 query narrower or wider than its projection (d_m/2 after DExTra, d_m for the

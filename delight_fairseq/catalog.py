@@ -109,7 +109,7 @@ class Benchmark:
 
 
 PAPER_WIDTHS = (128, 256, 384, 512, 640)
-# the paper's dropout rules (spec section 9)
+# the paper's dropout rules (docs/architecture.md section 5)
 WMT14_EN_DE_DROPOUTS = Dropouts(Scaled(0.3, 1024, 0.3), Scaled(0.1, 1024, 0.1), None)
 WMT16_DROPOUTS = Dropouts(
     Scaled(0.3, 1024, 0.3), Scaled(0.1, 1024, 0.1), Scaled(0.1, 512, 0.1)

@@ -20,7 +20,7 @@ DEFAULT_MAX_POSITIONS = 1024
 
 @dataclass
 class DeLighTConfig(FairseqDataclass):
-    """Configuration of ``delight_transformer`` (see spec sections 1-5)."""
+    """Configuration of ``delight_transformer`` (docs/architecture.md sections 2-7)."""
 
     # embedding
     delight_emb_map_dim: int = field(
@@ -215,7 +215,7 @@ class Side:
         return f"--delight-{self.name}-{key.replace('_', '-')}"
 
     def schedule(self):
-        """Depth and width multiplier of each block (spec section 5)."""
+        """Depth and width multiplier of each block (docs/architecture.md section 4)."""
         return block_schedule(
             self.layers, self.min_depth, self.max_depth, self.width_mult, self.scaling
         )

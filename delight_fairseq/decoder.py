@@ -16,7 +16,7 @@ from .group_linear import Linear
 
 class DeLighTDecoder(FairseqIncrementalDecoder):
     """Blocks, then Linear(d_m -> map_dim) and the (tied) look-up table as the
-    softmax weights (spec section 4)."""
+    softmax weights (docs/architecture.md section 7)."""
 
     def __init__(self, cfg: DeLighTConfig, dictionary, embed_tokens: DeLighTEmbedding):
         super().__init__(dictionary)

@@ -1,4 +1,4 @@
-"""DeLighT encoder and decoder blocks (spec section 3).
+"""DeLighT encoder and decoder blocks (docs/architecture.md section 5).
 
 Each block: DExTra -> single-head attention (d_m/2 wide) -> light FFN that
 reduces d_m -> d_m/r -> d_m. Residual connections surround the attention part

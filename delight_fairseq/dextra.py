@@ -1,4 +1,4 @@
-"""DExTra: the deep, light expand-then-reduce unit of spec section 2."""
+"""DExTra: the deep, light expand-then-reduce unit (docs/architecture.md section 3)."""
 
 import torch
 from torch import Tensor, nn

@@ -1,4 +1,5 @@
-"""The DeLighT embedding (spec section 4): a narrow table, then a DExTra."""
+"""The DeLighT embedding: a narrow table, then a DExTra (docs/architecture.md
+section 6)."""
 
 import math
 

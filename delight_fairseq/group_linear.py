@@ -49,7 +49,7 @@ class LinearNormAct(nn.Module):
 
 
 class GroupLinear(nn.Module):
-    """GLT(in, out, g) of spec section 1.
+    """GLT(in, out, g) of docs/architecture.md section 2.
 
     The input's features split into ``g`` equal groups; each group has its own
     (in/g x out/g) weight. The output is optionally channel-shuffled, then

@@ -2,11 +2,12 @@
 
 Everything that decides a layer's shape lives here, so that the encoder, the
 decoder and the embedding share one implementation, and so that the tests can
-pin it against the numbers in the specification without building a model.
+pin it against the published numbers (docs/architecture.md section 8) without
+building a model.
 
 Where the paper's prose and the authors' published code disagree, these follow
 the code, since the code is what produced the published parameter counts
-(spec section 7). Two details matter for exactness:
+(docs/architecture.md section 10). Two details matter for exactness:
 
 * widths and depths come from ``numpy.linspace`` truncated to integers, as the
   authors' code did with ``dtype=int``;
@@ -83,7 +84,8 @@ def dextra_plan(
     width_mult: float,
     max_groups: int,
 ) -> List[GLTSpec]:
-    """The GLT layers of ``DExTra(D_in, P, D_o, N, w, g_max)`` (spec section 2).
+    """The GLT layers of ``DExTra(D_in, P, D_o, N, w, g_max)``
+    (docs/architecture.md section 3).
 
     Layer 1 reads the input layer's output X (size P). Every later layer reads
     the input mixer of X and the previous output, so its input is that output's
@@ -122,7 +124,7 @@ def block_schedule(
     width_mult: float,
     scaling: str = "block",
 ) -> List[BlockSpec]:
-    """Block-wise scaling (spec section 5).
+    """Block-wise scaling (docs/architecture.md section 4).
 
     Depths grow linearly from N_min to N_max; width multipliers from w_m to
     w_m + N_max / N_min - 1. With uniform scaling, or N_min == N_max, every
@@ -138,7 +140,7 @@ def block_schedule(
 
 
 def scaled_dropout(base: float, reference_dim: float, d_m: int, cap: float) -> float:
-    """Dropout that scales linearly with width (spec section 9).
+    """Dropout that scales linearly with width (docs/architecture.md section 5).
 
     ``base`` at ``reference_dim``, proportionally less for narrower models,
     rounded to 2 decimals and clipped to [0, cap].

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up the environment (once) and run lint and the whole test suite.
 # Usage: bash scripts/test.sh [extra pytest args]
+#   bash scripts/test.sh -m "not slow"   the fast tier only (a few minutes), for iteration
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

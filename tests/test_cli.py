@@ -10,6 +10,9 @@ from delight_fairseq.tools.synthetic import write_corpus
 
 from helpers import NO_DROPOUT, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
 
+# end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
+pytestmark = pytest.mark.slow
+
 
 def run(tool, *args, stdin=None):
     return run_cli(tool, *args, stdin=stdin)[1]
@@ -127,3 +130,22 @@ def test_evaluate_sh_scores_with_sacrebleu(trained):
     hyps = (trained["ckpt"] / "eval" / "test.hyp").read_text().splitlines()
     assert len(hyps) == 100
     assert f"sacreBLEU {result['sacrebleu']:.2f}" in proc.stdout
+
+
+def test_demo_on_the_generated_task(tmp_path):
+    """`delight-demo` without Multi30k: a generated task, a fixed number of updates,
+    progress with the time left, BLEU through the evaluation code, hub examples."""
+    code, out = run_cli(
+        "delight-demo",
+        "--multi30k",
+        tmp_path / "none",
+        "--updates",
+        "150",
+        "--out",
+        tmp_path / "demo",
+    )
+    assert "update 150 / 150" in out and "min left" in out
+    bleu = float(out.strip().splitlines()[-1].split()[-1])
+    assert bleu > 20
+    assert (tmp_path / "demo" / "checkpoints" / "eval" / "bleu.json").is_file()
+    assert "ein mann mag der rot auto" in out and "->" in out

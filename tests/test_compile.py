@@ -16,6 +16,9 @@ from delight_fairseq.group_linear import GroupLinear, LinearNormAct
 
 from helpers import build
 
+# end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
+pytestmark = pytest.mark.slow
+
 VOCAB = 50
 
 

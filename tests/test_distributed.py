@@ -3,11 +3,15 @@
 import multiprocessing
 import subprocess
 
+import pytest
 import torch
 
 from delight_fairseq.tools.synthetic import write_corpus
 
 from helpers import BIN, NO_DROPOUT, REPO, TINY_MODEL, USER_DIR, preprocess, run_cli
+
+# end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
+pytestmark = pytest.mark.slow
 
 N_SENTENCES = 16
 # plain SGD, so that the update is the averaged gradient itself

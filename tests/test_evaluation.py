@@ -113,6 +113,7 @@ def test_extract_orders_by_sentence_id():
         extract(["nothing here\n"])
 
 
+@pytest.mark.slow
 def test_reproduce_dry_run_matches_the_spec(tmp_path):
     out = subprocess.run(
         [

@@ -130,6 +130,7 @@ def test_fused_path_skips_what_it_does_not_handle():
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_without_a_compiler_the_glt_warns_once_and_runs_eager(tmp_path):
     code = (
         "import torch\n"

@@ -67,7 +67,7 @@ def test_single_group_is_linear_norm_swish():
 
 @pytest.mark.parametrize("n_in, n_out, g", [(64, 64, 2), (448, 384, 4), (128, 32, 1)])
 def test_glt_parameter_count(n_in, n_out, g):
-    # spec: in*out/g + out + 2*out/g
+    # docs/architecture.md section 2: in*out/g + out + 2*out/g
     glt = GroupLinear(n_in, n_out, g)
     assert (
         sum(p.numel() for p in glt.parameters())

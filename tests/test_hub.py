@@ -11,6 +11,9 @@ from delight_fairseq.tools.synthetic import write_corpus
 
 from helpers import NO_DROPOUT, TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
 
+# end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory):

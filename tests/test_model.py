@@ -1,4 +1,5 @@
-"""Every --arch builds, and each preset applies the spec's rules."""
+"""Every --arch builds, and each preset applies its catalog record's rules
+(docs/architecture.md sections 5 and 7)."""
 
 import argparse
 
@@ -14,7 +15,8 @@ from helpers import build, n_params
 ARCHS = sorted(
     a for a, m in ARCH_MODEL_REGISTRY.items() if m.__module__.startswith("delight")
 )
-# each paper preset and the benchmark whose dropout rule it follows (spec section 9)
+# each paper preset and the benchmark whose dropout rule it follows
+# (docs/architecture.md section 5)
 PRESETS = {
     "delight_transformer_iwslt_de_en": "iwslt14_de_en",
     "delight_transformer_iwslt_en_de": "iwslt14_de_en",
@@ -141,3 +143,21 @@ def test_build_logs_a_summary(caplog):
     line = [r.message for r in caplog.records if r.message.startswith("DeLighT:")][0]
     assert "encoder 8 blocks (DExTra depths [4, 4, 5, 5, 6, 6, 7, 8])" in line
     assert f"parameters {n_params(model):,}" in line
+
+
+def test_the_plugin_imports_no_tooling():
+    """``--user-dir delight_fairseq`` loads the model, criterion and compat code:
+    never the tooling (delight_fairseq.tools) nor its dependencies."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, delight_fairseq\n"
+        "bad = [m for m in sys.modules if m.startswith('delight_fairseq.tools')\n"
+        "       or m in ('sacremoses', 'subword_nmt', 'sentencepiece')]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -1,5 +1,5 @@
 """Parameter counts of models built through fairseq's registry, against the
-spec's section 6 test vectors (exact)."""
+tables of docs/architecture.md section 8 (exact)."""
 
 import pytest
 
@@ -157,7 +157,8 @@ def test_untied_output_adds_a_matrix():
     ],
 )
 def test_other_configurations_follow_the_rules(overrides):
-    """Count each part from the spec's formulas, independently of the modules."""
+    """Count each part from the formulas of docs/architecture.md section 8,
+    independently of the modules."""
     model = build("delight", src_vocab=1_000, **overrides)
     cfg = model.cfg
     d_m, p = cfg.delight_emb_out_dim, cfg.delight_emb_out_dim // 2

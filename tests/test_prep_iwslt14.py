@@ -17,6 +17,9 @@ from delight_fairseq.tools.prep.pipeline import Options
 
 from helpers import SHARED_DATA
 
+# end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
+pytestmark = pytest.mark.slow
+
 # sizes of the five test sets, in the order prepare-iwslt14.sh concatenates them
 TEST_SETS = [
     ("TED.dev2010", 887),

@@ -4,11 +4,15 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from fairseq.data import data_utils
 
 from delight_fairseq.tools.prep.binarize import read_stamp
 
 from helpers import BIN
+
+# end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
+pytestmark = pytest.mark.slow
 
 
 def test_delight_prep_multi30k(shared_data, tmp_path):

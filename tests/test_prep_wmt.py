@@ -16,6 +16,9 @@ from delight_fairseq.tools.prep.datasets import wmt14, wmt16
 from delight_fairseq.tools.prep.pipeline import Options
 from delight_fairseq.tools.prep.releases import wmt14_train
 
+# end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
+pytestmark = pytest.mark.slow
+
 
 def _lines(path: Path):
     return path.read_text(encoding="utf-8").splitlines()

@@ -21,7 +21,7 @@ from delight_fairseq.tools.training import hydra_config, train_args, update_freq
 
 from helpers import REPO, USER_DIR, hydra_train_tiny, preprocess
 
-# spec section 9
+# the paper's peak LRs (README.md, "Reproducing the paper's tables")
 PEAK_LR = {
     "wmt14_en_de": {128: 0.01, 256: 0.007, 384: 0.005, 512: 0.004, 640: 0.003},
     "wmt14_en_fr": {128: 0.01, 256: 0.007, 384: 0.005, 512: 0.004, 640: 0.003},
@@ -108,6 +108,7 @@ def test_iwslt_rows_land_on_the_paper_sizes():
     assert sizes == [r.paper_params_m for r in get("iwslt14_de_en").rows] == [14, 30]
 
 
+@pytest.mark.slow
 def test_recipe_cli_prints_the_arguments():
     out = subprocess.run(
         [
@@ -159,6 +160,7 @@ def test_every_record_is_complete(name):
         )
 
 
+@pytest.mark.slow
 def test_hydra_train_runs_a_config_from_configs(tmp_path):
     data = preprocess(
         write_corpus(tmp_path / "raw", 300, 30, 0, seed=2), tmp_path / "bin"
@@ -171,6 +173,7 @@ def test_hydra_train_runs_a_config_from_configs(tmp_path):
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 
 
+@pytest.mark.slow
 def test_train_sh_runs_the_recipe_on_cpu(tmp_path):
     raw = write_corpus(tmp_path / "raw", 300, 30, 0, seed=4)
     for split in ("train", "valid"):

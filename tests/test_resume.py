@@ -9,6 +9,9 @@ from delight_fairseq.tools.synthetic import write_corpus
 
 from helpers import TINY_MODEL, TRAIN, USER_DIR, preprocess, run_cli
 
+# end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
+pytestmark = pytest.mark.slow
+
 # dropout on everywhere, so the resumed run must also restore the random state
 DROPOUT = (
     "--dropout 0.1 --attention-dropout 0.1 --delight-dropout 0.1 --delight-emb-dropout 0.1 "

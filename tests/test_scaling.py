@@ -1,4 +1,5 @@
-"""The architecture arithmetic against the numbers in spec/DELIGHT.md."""
+"""The architecture arithmetic against the numbers in docs/architecture.md
+(sections 3, 4 and 8)."""
 
 import pytest
 
@@ -42,7 +43,8 @@ def test_dextra_groups(n, g_max, groups):
 
 
 def test_dextra_plan_worked_example():
-    # spec section 2: d_m 128, last encoder block (N 8, w 3.0, g_max 4), P = D_o = 64
+    # docs/architecture.md section 3: d_m 128, last encoder block (N 8, w 3.0,
+    # g_max 4), P = D_o = 64
     plan = dextra_plan(128, 64, 64, 8, 3.0, 4)
     assert [s.as_tuple() for s in plan] == [
         (64, 64, 2),
@@ -75,7 +77,8 @@ def test_dextra_plan_widths_are_aligned():
     [(128, 85_696), (256, 215_680), (384, 407_104), (512, 659_968), (640, 974_272)],
 )
 def test_embedding_dextra_params(d_m, params):
-    # spec section 6, "emb DExTra (each)": DExTra(128, d_m/2, d_m, 4, 2, g_max)
+    # docs/architecture.md section 8, "emb DExTra (each)": DExTra(128, d_m/2, d_m,
+    # 4, 2, g_max)
     assert dextra_params(128, d_m // 2, d_m, 4, 2.0, group_cap(d_m)) == params
 
 

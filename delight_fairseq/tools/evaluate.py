@@ -15,7 +15,6 @@ any other folder (then lenpen 1.0 and no compound splitting). Writes
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -25,6 +24,7 @@ import sacrebleu
 from ..catalog import BENCHMARKS
 from . import scoring
 from .averaging import last_checkpoints, save_average
+from .training import add_data_bin
 
 logger = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -145,12 +145,7 @@ def main(argv=None):
                         help="raw reference (default: the binarized target side, "
                         "subwords removed and detokenized)")  # fmt: skip
     parser.add_argument("--lenpen", type=float, help="default: the benchmark's")
-    parser.add_argument(
-        "--data-bin",
-        type=Path,
-        default=Path(os.environ.get("DELIGHT_DATA_BIN", "data-bin")),
-        help="where the data-bin folders are (default: $DELIGHT_DATA_BIN or data-bin)",
-    )
+    add_data_bin(parser)
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(
         level=logging.INFO,

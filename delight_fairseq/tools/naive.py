@@ -56,7 +56,8 @@ def naive_linear_norm_act(x, layer):
 
 
 def naive_dextra(x, dextra, shuffle=True):
-    """The DExTra forward of spec section 2, using the module's parameters."""
+    """The DExTra forward of docs/architecture.md section 3, with the module's
+    parameters."""
     x = naive_linear_norm_act(x, dextra.input_layer)
     y = x
     for i, glt in enumerate(dextra.glt_layers):

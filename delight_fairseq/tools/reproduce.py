@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 def dictionaries(dataset: str, data_bin: Path):
-    """(source, target, description) from the data-bin, else the spec's sizes."""
+    """(source, target, description) from the data-bin, else the sizes the
+    authors' totals imply (the record's ``implied_vocab``)."""
     bench = get(dataset)
     folder = data_bin / bench.name
     src_file = folder / f"dict.{bench.source}.txt"

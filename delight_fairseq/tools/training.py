@@ -166,6 +166,15 @@ def train(bench: Benchmark, d_m: int, data_bin: Path, gpus: int = 1, extra=()) -
     cli_main()
 
 
+def add_data_bin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-bin",
+        type=Path,
+        default=Path(os.environ.get("DELIGHT_DATA_BIN", "data-bin")),
+        help="where the data-bin folders are (default: $DELIGHT_DATA_BIN or data-bin)",
+    )
+
+
 def train_main(argv=None):
     parser = argparse.ArgumentParser(
         prog="delight-train",
@@ -175,12 +184,7 @@ def train_main(argv=None):
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
     parser.add_argument("d_m", type=int)
     parser.add_argument("--gpus", type=int, default=1)
-    parser.add_argument(
-        "--data-bin",
-        type=Path,
-        default=Path(os.environ.get("DELIGHT_DATA_BIN", "data-bin")),
-        help="where the data-bin folders are (default: $DELIGHT_DATA_BIN or data-bin)",
-    )
+    add_data_bin(parser)
     args, extra = parser.parse_known_args(argv)
     try:
         train(get(args.benchmark), args.d_m, args.data_bin, args.gpus, extra)
