@@ -24,6 +24,8 @@ import multi30k  # noqa: E402
 OUT = multi30k.OUT / "curves"
 DEFAULT_MODELS = ("transformer_256", "delight_d192", "delight_d128")
 AVERAGE_LAST = 3
+# tune.py found the best length penalty at the top of its grid: look further here
+LENPENS = (*multi30k.LENPENS, 3.0)
 
 
 def checkpoints(folder: Path):
@@ -61,7 +63,7 @@ def curve(model: str, minutes: float, every: int, seed: int) -> dict:
     )  # fmt: skip
     paths = checkpoints(folder)
     last = multi30k.Scorer(paths[-1])
-    tuned = last.tune_lenpen()
+    tuned = last.tune_lenpen(LENPENS)
     lenpen = tuned["lenpen"]
     points = []
     for path in paths:
@@ -134,7 +136,7 @@ def plot(results: dict, path: Path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="learning curves, one run per model")
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--every", type=int, default=150, help="updates per checkpoint")
+    parser.add_argument("--every", type=int, default=200, help="updates per checkpoint")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--report-only", action="store_true")

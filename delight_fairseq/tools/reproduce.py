@@ -24,6 +24,7 @@ from fairseq.data import Dictionary
 
 from ..builder import build_model, sized_dictionary
 from ..catalog import BENCHMARKS, get
+from .training import add_data_bin
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def dictionaries(dataset: str, data_bin: Path):
     return (
         src,
         tgt,
-        f"{folder} not found, so the spec's sizes ({n_src:,} / {n_tgt:,} types)",
+        f"{folder} not found, so the sizes the authors' totals imply ({n_src:,} / {n_tgt:,} types)",
     )
 
 
@@ -127,7 +128,7 @@ def main(argv=None):
         help="prepare, train and evaluate this row before the table",
     )
     parser.add_argument("--gpus", type=int, default=1)
-    parser.add_argument("--data-bin", type=Path, default=Path("data-bin"))
+    add_data_bin(parser)
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     parser.add_argument(
         "--markdown",
