@@ -76,7 +76,7 @@ BASE = {
     "transformer": dict(lr=0.001, dropout=0.3, attention=0.0),
 }
 # the transformer's recipe as tune.py chose it on validation (docs/recipes.md)
-TRANSFORMER_RECIPE = BASE["transformer"]
+TRANSFORMER_RECIPE = dict(BASE["transformer"], lr=0.002, warmup=250)
 
 
 def delight(d_m: int) -> List[str]:
