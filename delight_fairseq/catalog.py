@@ -9,6 +9,8 @@ preparation it uses. The plugin registers the presets from here
 reproduce, prep, the Hydra configs) and the tests read the same records.
 This module is plain data: it imports nothing from fairseq or the tooling.
 
+What each recipe's choices rest on is in docs/recipes.md.
+
 Adding a benchmark is one :class:`Benchmark` in :data:`BENCHMARKS` (plus a
 prep function in ``tools/prep/datasets.py`` when the data is new).
 """
@@ -94,7 +96,6 @@ class Benchmark:
     blocks: Optional[int] = None  # blocks per side (default: the max depth)
     arch_aliases: Tuple[str, ...] = ()  # other --arch names for the same preset
     note: str = ""
-    evidence: str = ""  # what the recipe's choices rest on (docs/recipes.md)
 
     @property
     def archs(self) -> Tuple[str, ...]:
@@ -151,8 +152,7 @@ BENCHMARKS: Dict[str, Benchmark] = {b.name: b for b in (
         Schedule(max_update=30_000, period=20_000, **WMT14_SCHEDULE),
         tokens_per_update=8 * 4096 * 16, lenpen=0.4, prep="wmt14",
         compound_split=True, implied_vocab=(43_730, 43_730),
-        arch_aliases=("delight_transformer_wmt14_de_en",),
-        evidence="the authors' published commands and training logs"),
+        arch_aliases=("delight_transformer_wmt14_de_en",)),
     Benchmark(
         "wmt14_en_fr", "WMT'14 English->French (fairseq's prepare-wmt14en2fr.sh)",
         "en", "fr", "delight_transformer_wmt14_en_fr", WMT14_EN_FR_DROPOUTS, True,
@@ -160,43 +160,36 @@ BENCHMARKS: Dict[str, Benchmark] = {b.name: b for b in (
          Row(512, 36.86, 39.6), Row(640, 54.14, 40.5)),
         Schedule(max_update=50_000, period=70_000, **WMT14_SCHEDULE),
         tokens_per_update=8 * 4096 * 16, lenpen=0.9, prep="wmt14",
-        implied_vocab=(44_515, 44_515), arch_aliases=("delight_transformer_wmt14_fr_en",),
-        evidence="the authors' published commands and training logs"),
+        implied_vocab=(44_515, 44_515), arch_aliases=("delight_transformer_wmt14_fr_en",)),
     Benchmark(
         "wmt16_en_ro", "WMT'16 English->Romanian (Europarl v8 + SETimes2)",
         "en", "ro", "delight_transformer_wmt16_en_ro", WMT16_DROPOUTS, True, WMT16_ROWS,
         WMT16_SCHEDULE, tokens_per_update=8 * 4096, lenpen=1.0, prep="wmt16",
-        implied_vocab=(34_968, 34_968),
-        evidence="the authors' published commands and training logs"),
+        implied_vocab=(34_968, 34_968)),
     Benchmark(
         "wmt16_ro_en", "WMT'16 Romanian->English (Europarl v8 + SETimes2)",
         "ro", "en", "delight_transformer_wmt16_ro_en", WMT16_DROPOUTS, True,
         tuple(Row(r.d_m) for r in WMT16_ROWS), WMT16_SCHEDULE,
         tokens_per_update=8 * 4096, lenpen=1.0, prep="wmt16",
         implied_vocab=(34_968, 34_968),
-        note="the paper reports En-Ro only; Ro-En trains the En-Ro recipe reversed",
-        evidence="En-Ro's recipe, reversed (no published Ro-En run)"),
+        note="the paper reports En-Ro only; Ro-En trains the En-Ro recipe reversed"),
     Benchmark(
         "multi30k_de_en", "Multi30k task 1 German->English (29k pairs; the small-data recipe)",
         "de", "en", "delight_transformer_multi30k_de_en", MULTI30K_DROPOUTS, True,
         (Row(128), Row(192)), MULTI30K_SCHEDULE, tokens_per_update=4096, lenpen=1.0,
         prep="multi30k", paper_gpus=1, default_d_m=192, depths=(3, 6), blocks=4,
-        note="not in the paper: this project's recipe for a small corpus on one device",
-        evidence="benchmarks/tune.py and benchmarks/curves.py (docs/recipes.md)"),
+        note="not in the paper: this project's recipe for a small corpus on one device"),
     Benchmark(
         "iwslt14_de_en", "IWSLT'14 German->English (fairseq's prepare-iwslt14.sh)",
         "de", "en", "delight_transformer_iwslt_de_en", IWSLT_DROPOUTS, False, IWSLT_ROWS,
         IWSLT_SCHEDULE, tokens_per_update=4096, lenpen=1.0, prep="iwslt14",
-        implied_vocab=(8_848, 6_632), paper_gpus=1, note=IWSLT_NOTE,
-        evidence="the paper's 50k updates of 4k tokens; LR and schedule: see "
-                 "docs/recipes.md"),
+        implied_vocab=(8_848, 6_632), paper_gpus=1, note=IWSLT_NOTE),
     Benchmark(
         "iwslt14_en_de", "IWSLT'14 English->German (fairseq's prepare-iwslt14.sh, reversed)",
         "en", "de", "delight_transformer_iwslt_en_de", IWSLT_DROPOUTS, False,
         tuple(Row(r.d_m, model=r.model) for r in IWSLT_ROWS), IWSLT_SCHEDULE,
         tokens_per_update=4096, lenpen=1.0, prep="iwslt14",
-        implied_vocab=(6_632, 8_848), paper_gpus=1, note=IWSLT_NOTE,
-        evidence="IWSLT'14 De-En's recipe, reversed (no published En-De run)"),
+        implied_vocab=(6_632, 8_848), paper_gpus=1, note=IWSLT_NOTE),
 )}
 # fmt: on
 
