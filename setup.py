@@ -1,7 +1,7 @@
 """delight-fairseq: DeLighT (ICLR 2021) as a plugin for stock fairseq.
 
-The pins are the stack measured to work on Python 3.11 (../shared/spec/STACK.md
-in the project's workspace; README "Why fairseq-fixed"). Install torch 2.13.0
+The pins are the stack measured to work on Python 3.11 (README, "Why
+fairseq-fixed"). Install torch 2.13.0
 and fairseq-fixed first (scripts/setup.sh does it) so that pip never fetches a
 CUDA build of torch to build fairseq's extensions.
 """

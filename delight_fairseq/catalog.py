@@ -137,7 +137,7 @@ IWSLT_NOTE = (
 # validation set (docs/recipes.md): dropout 0.1 at d_m 192, scaled down with width
 # as the paper's rules do; no attention or DExTra dropout
 MULTI30K_DROPOUTS = Dropouts(Scaled(0.1, 192, 0.1), Scaled(0.0, 192, 0.0), None)
-MULTI30K_SCHEDULE = Schedule("inverse_sqrt", 400, 1_500, 0.003, 192, 4)
+MULTI30K_SCHEDULE = Schedule("inverse_sqrt", 400, 1_800, 0.003, 192, 4)
 WMT16_ROWS = (Row(128, 6.97, 32.0), Row(256, 12.67, 33.8), Row(384, 22.12, 34.3),
               Row(640, 53, 34.7))  # fmt: skip
 
