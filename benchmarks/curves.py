@@ -9,7 +9,8 @@ Each model trains once for the same wall-clock budget and saves a checkpoint eve
 each checkpoint is scored: validation and test_2016_flickr BLEU, beam 5, at the
 length penalty that is best on validation for the last checkpoint; and the
 average of the last three checkpoints. Writes benchmarks/out/curves/<model>/,
-curves.json and curves.png. Run it alone: every model gets the same wall clock.
+curves.json, and the figure benchmarks/curves.png. Run it alone: every model gets
+the same wall clock.
 """
 
 import argparse
@@ -148,7 +149,7 @@ def main(argv=None):
         for model in args.models:
             results[model] = curve(model, args.minutes, args.every, args.seed)
             results_file.write_text(json.dumps(results, indent=2))
-    plot(results, OUT / "curves.png")
+    plot(results, multi30k.ROOT / "benchmarks" / "curves.png")
     for model, r in sorted(results.items()):
         print(
             f"{model}: {r['params']:,} params, {r['points'][-1]['updates']} updates, "
