@@ -116,7 +116,8 @@ def train(
     """One fairseq-train run for a wall-clock budget; returns its time and peak RSS."""
     save_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "fairseq-train", str(prepare()), "--user-dir", str(ROOT / "delight_fairseq"),
+        str(Path(sys.executable).parent / "fairseq-train"), str(prepare()),
+        "--user-dir", str(ROOT / "delight_fairseq"),
         *flags, *COMMON, "--seed", str(seed), "--stop-time-hours", str(minutes / 60),
         "--save-dir", str(save_dir), *extra,
     ]  # fmt: skip

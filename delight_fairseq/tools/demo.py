@@ -51,7 +51,9 @@ def train_with_progress(data: Path, flags, updates: int, save_dir: Path) -> Path
     """fairseq-train for ``updates`` updates; progress with the time left on stderr."""
     log_path = save_dir.parent / "train.log"
     cmd = [
-        "fairseq-train", str(data), "--user-dir", str(training.PACKAGE), *flags,
+        # this environment's fairseq-train, whether or not it is on PATH
+        str(Path(sys.executable).parent / "fairseq-train"), str(data),
+        "--user-dir", str(training.PACKAGE), *flags,
         "--max-update", str(updates), "--save-dir", str(save_dir), "--cpu",
         "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "25",
         "--num-workers", "0", "--seed", "1",
