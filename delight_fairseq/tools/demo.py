@@ -61,7 +61,11 @@ def train_with_progress(data: Path, flags, updates: int, save_dir: Path) -> Path
     start = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # progress as it happens
         )
         for line in proc.stdout:
             log.write(line)
