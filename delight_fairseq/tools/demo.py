@@ -58,7 +58,7 @@ def train_with_progress(data: Path, flags, updates: int, save_dir: Path) -> Path
         "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "25",
         "--num-workers", "0", "--seed", "1",
     ]  # fmt: skip
-    start = time.time()
+    start, first = time.time(), None
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             cmd,
@@ -73,11 +73,13 @@ def train_with_progress(data: Path, flags, updates: int, save_dir: Path) -> Path
                 logger.info("%s", line.split("| ")[-1].strip())
             done = re.search(r"num_updates[=\s](\d+)", line)
             if done and "| train |" not in line:
-                n = int(done.group(1))
-                left = (time.time() - start) / n * (updates - n)
-                logger.info(
-                    "update %d / %d, about %.1f min left", n, updates, left / 60
+                n, now = int(done.group(1)), time.time()
+                first = first or (n, now)  # the rate from here on, past the start-up
+                rate = (n - first[0]) / (now - first[1]) if now > first[1] else 0
+                left = (
+                    f", about {(updates - n) / rate / 60:.1f} min left" if rate else ""
                 )
+                logger.info("update %d / %d%s", n, updates, left)
         if proc.wait():
             raise RuntimeError(
                 f"fairseq-train failed ({proc.returncode}): see {log_path}"
