@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ SYNTHETIC_MODEL = (
 def train_with_progress(data: Path, flags, updates: int, save_dir: Path) -> Path:
     """fairseq-train for ``updates`` updates; progress with the time left on stderr."""
     log_path = save_dir.parent / "train.log"
+    shutil.rmtree(save_dir, ignore_errors=True)  # a fresh run, not a resume
     cmd = [
         # this environment's fairseq-train, whether or not it is on PATH
         str(Path(sys.executable).parent / "fairseq-train"), str(data),
@@ -110,6 +112,7 @@ def synthetic_task(out: Path, updates: int) -> tuple:
 
     raw = synthetic.write_corpus(out / "raw", 3000, 200, 300)
     data = out / "data-bin" / "synthetic"
+    shutil.rmtree(data, ignore_errors=True)  # fairseq-preprocess will not overwrite
     sys.argv = [
         "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
         "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
