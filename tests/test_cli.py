@@ -145,7 +145,7 @@ def test_demo_on_the_generated_task(tmp_path):
         tmp_path / "demo",
     )
     assert "update 150 / 150" in out and "min left" in out
-    bleu = float(out.strip().splitlines()[-1].split()[-1])
+    bleu = float(re.search(r"^BLEU ([\d.]+)$", out, re.MULTILINE).group(1))
     assert bleu > 20
     assert (tmp_path / "demo" / "checkpoints" / "eval" / "bleu.json").is_file()
     assert "ein mann mag der rot auto" in out and "->" in out
