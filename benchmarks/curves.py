@@ -2,15 +2,17 @@
 and against updates, all models in one figure.
 
     python benchmarks/curves.py [--minutes 60] [--every 150] [--seed 1] [--models ...]
-    python benchmarks/curves.py --report-only      # re-plot from curves.json
+    python benchmarks/curves.py --minutes 60 --report-only   # re-plot from curves.json
 
 Each model trains once for the same wall-clock budget and saves a checkpoint every
 ``--every`` updates (its training minutes are read back from the checkpoint). Then
 each checkpoint is scored: validation and test_2016_flickr BLEU, beam 5, at the
 length penalty that is best on validation for the last checkpoint; and the
-average of the last three checkpoints. Writes benchmarks/out/curves/<model>/,
-curves.json, and the figure benchmarks/curves.png. Run it alone: every model gets
-the same wall clock.
+average of the last three checkpoints. Each budget has its own folder and figure:
+benchmarks/out/curves/<M>min/<model>/seed<S>/, .../<M>min/curves.json, and
+benchmarks/curves_<M>min.png. A model's run starts afresh (its old folder is
+removed), and its result is merged into that budget's curves.json, so models can
+run one at a time. Run it alone: every model gets the same wall clock.
 """
 
 import argparse
@@ -48,10 +50,19 @@ def train_log_facts(log: str) -> dict:
     }
 
 
+def budget_dir(minutes: float) -> Path:
+    return OUT / f"{minutes:g}min"
+
+
 def curve(model: str, minutes: float, every: int, seed: int) -> dict:
+    import shutil
+
     from delight_fairseq.tools.averaging import average_checkpoints
 
-    folder = OUT / model / f"seed{seed}"
+    folder = budget_dir(minutes) / model / f"seed{seed}"
+    if folder.exists():  # fairseq would resume from its checkpoint_last.pt
+        multi30k.logger.info("removing the earlier run in %s", folder)
+        shutil.rmtree(folder)
     run = multi30k.train(
         multi30k.MODELS[model],
         folder,
@@ -105,15 +116,18 @@ def curve(model: str, minutes: float, every: int, seed: int) -> dict:
     }
 
 
-def plot(results: dict, path: Path):
+def plot(results: dict, minutes: float, path: Path):
+    import logging
+
     import matplotlib
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font search
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for (model, r), color in zip(sorted(results.items()), plt.cm.tab10.colors):
-        label = f"{model} ({r['params'] / 1e6:.2f} M)"
+    for (key, r), color in zip(sorted(results.items()), plt.cm.tab10.colors):
+        label = f"{key} ({r['params'] / 1e6:.2f} M)"
         for ax, x in zip(axes, ("minutes", "updates")):
             xs = [p[x] for p in r["points"]]
             ax.plot(xs, [p["test_bleu"] for p in r["points"]], "o-", color=color,
@@ -127,8 +141,8 @@ def plot(results: dict, path: Path):
     axes[0].set_ylabel("sacreBLEU, beam 5")
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle(
-        "Multi30k De->En learning curves (star: average of the last "
-        f"{AVERAGE_LAST} checkpoints, test)"
+        f"Multi30k De->En learning curves, {minutes:g} min per model (star: average "
+        f"of the last {AVERAGE_LAST} checkpoints, test)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -142,17 +156,19 @@ def main(argv=None):
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--report-only", action="store_true")
     args = multi30k.parse_args(parser, argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    results_file = OUT / "curves.json"
+    budget_dir(args.minutes).mkdir(parents=True, exist_ok=True)
+    results_file = budget_dir(args.minutes) / "curves.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     if not args.report_only:
         for model in args.models:
-            results[model] = curve(model, args.minutes, args.every, args.seed)
+            results[f"{model} seed{args.seed}"] = curve(
+                model, args.minutes, args.every, args.seed
+            )
             results_file.write_text(json.dumps(results, indent=2))
-    plot(results, multi30k.ROOT / "benchmarks" / "curves.png")
-    for model, r in sorted(results.items()):
+    plot(results, args.minutes, multi30k.ROOT / "benchmarks" / f"curves_{args.minutes:g}min.png")
+    for key, r in sorted(results.items()):
         print(
-            f"{model}: {r['params']:,} params, {r['points'][-1]['updates']} updates, "
+            f"{key}: {r['params']:,} params, {r['points'][-1]['updates']} updates, "
             f"test {r['points'][-1]['test_bleu']:.2f} (average "
             f"{r['average']['test_bleu']:.2f}), lenpen {r['lenpen']}"
         )
