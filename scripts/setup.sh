@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtual environment with the pinned stack:
-# torch 2.13.0 (the CPU wheel), fairseq-fixed built against it without build
+# Create (or reuse) the project's virtual environment with the pinned stack
+# (constraints.txt): torch (the CPU wheel), fairseq-fixed built against it without build
 # isolation (so pip never downloads a CUDA torch just to build it), and the
 # plugin in editable mode with its test tools.
 #
@@ -12,8 +12,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DELIGHT_VENV:-$ROOT/.venv}"
-TORCH_VERSION=2.13.0
-FAIRSEQ_VERSION=0.12.3.1
+pinned() { sed -n "s/^$1==//p" "$ROOT/constraints.txt"; }
+TORCH_VERSION=$(pinned torch)
+FAIRSEQ_VERSION=$(pinned fairseq-fixed)
 CACHE="${DELIGHT_WHEEL_CACHE:-$HOME/.cache/delight-fairseq}/torch-$TORCH_VERSION"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 
