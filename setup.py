@@ -41,7 +41,8 @@ setup(
         ]
     },
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6"],
+        # tensorboardX: fairseq-train --tensorboard-logdir (tests/test_precision_logging.py)
+        "test": ["pytest>=8", "ruff>=0.6", "tensorboardX>=2.6"],
         "bench": ["matplotlib>=3.7"],  # the benchmarks' plots
     },
 )
