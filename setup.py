@@ -38,6 +38,7 @@ setup(
             "delight-reproduce = delight_fairseq.tools.reproduce:main",
             "delight-average = delight_fairseq.tools.averaging:main",
             "delight-demo = delight_fairseq.tools.demo:main",
+            "delight-convert-authors = delight_fairseq.tools.convert_authors:main",
         ]
     },
     extras_require={
