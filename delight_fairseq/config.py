@@ -177,11 +177,11 @@ class DeLighTConfig(FairseqDataclass):
     )
 
 
-def config_from(source: Any) -> DeLighTConfig:
-    """A plain :class:`DeLighTConfig` from an argparse Namespace, a DictConfig
-    or another config, with fairseq's defaults for anything absent."""
-    cfg = DeLighTConfig()
-    for f in fields(DeLighTConfig):
+def config_from(source: Any, kind: type = DeLighTConfig) -> DeLighTConfig:
+    """A plain :class:`DeLighTConfig` (or its subclass ``kind``) from an argparse
+    Namespace, a DictConfig or another config, with defaults for anything absent."""
+    cfg = kind()
+    for f in fields(kind):
         value = getattr(source, f.name, None)
         unresolved = isinstance(value, str) and value.startswith("${")
         if f.name.startswith("max_") and (value is None or unresolved):

@@ -4,17 +4,43 @@ Each block: DExTra -> single-head attention (d_m/2 wide) -> light FFN that
 reduces d_m -> d_m/r -> d_m. Residual connections surround the attention part
 and the FFN part; LayerNorm comes after each (post-norm) unless
 ``normalize_before`` is set.
+
+Activation checkpointing (docs/architecture.md section 11): with
+``--checkpoint-activations`` a block keeps only its input in training and runs
+again in the backward pass; with ``--delight-checkpoint-dextra`` only its
+DExTra unit does. Evaluation, ``no_grad`` and incremental decoding run as usual.
 """
 
 from typing import Dict, Optional, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import SingleHeadAttention
 from .config import Side
 from .dextra import DExTra
 from .group_linear import Linear
+
+
+def checkpointed(fn, x: Tensor, offload: bool = False, **kwargs):
+    """``fn(x, **kwargs)``, keeping only its inputs for the backward pass, which
+    runs ``fn`` again to rebuild the rest.
+
+    torch's non-reentrant checkpoint: it restores the random state before the
+    rerun, so dropout draws the same masks; it re-runs the fused GLT kernel's
+    autograd Function like any other op (its saved tensors are rebuilt, and
+    checked against the first run's in number, shape and dtype); gradients
+    reach the parameters and ``kwargs`` (the encoder output) as without it.
+    ``offload``: the kept input waits in CPU memory (a copy out and back for
+    a GPU tensor; nothing for a CPU one).
+    """
+    if offload and x.device.type != "cpu":
+        pin = torch.cuda.is_available()
+        with torch.autograd.graph.save_on_cpu(pin_memory=pin):
+            return checkpoint(fn, x, use_reentrant=False, **kwargs)
+    return checkpoint(fn, x, use_reentrant=False, **kwargs)
 
 
 class LightFFN(nn.Module):
@@ -81,6 +107,22 @@ class _DeLighTBlock(nn.Module):
         self.self_attn_norm = _Sublayer(d_m, side.normalize_before)
         self.ffn = LightFFN(d_m, side.ffn_red, cfg.activation_dropout, cfg.ffn_dropout)
         self.ffn_norm = _Sublayer(d_m, side.normalize_before)
+        # the registered model's config declares these (model.DeLighTModelConfig);
+        # a bare architecture config (config.DeLighTConfig) trains without them
+        self.offload_activations = bool(getattr(cfg, "offload_activations", False))
+        self.checkpoint_activations = self.offload_activations or bool(
+            getattr(cfg, "checkpoint_activations", False)
+        )
+        # inside a checkpointed block the DExTra is rerun anyway
+        self.checkpoint_dextra = not self.checkpoint_activations and bool(
+            getattr(cfg, "delight_checkpoint_dextra", False)
+        )
+
+    def run_dextra(self, x: Tensor) -> Tensor:
+        if not torch.jit.is_scripting():
+            if self.checkpoint_dextra and self.training and torch.is_grad_enabled():
+                return checkpointed(self.dextra, x)
+        return self.dextra(x)
 
 
 class DeLighTEncoderLayer(_DeLighTBlock):
@@ -91,8 +133,20 @@ class DeLighTEncoderLayer(_DeLighTBlock):
 
     def forward(self, x: Tensor, encoder_padding_mask: Optional[Tensor]) -> Tensor:
         """x: T x B x d_m; encoder_padding_mask: B x T, True at padding."""
+        if not torch.jit.is_scripting():
+            if self.checkpoint_activations and self.training:
+                if torch.is_grad_enabled():
+                    return checkpointed(
+                        self._forward,
+                        x,
+                        self.offload_activations,
+                        encoder_padding_mask=encoder_padding_mask,
+                    )
+        return self._forward(x, encoder_padding_mask)
+
+    def _forward(self, x: Tensor, encoder_padding_mask: Optional[Tensor]) -> Tensor:
         residual = x
-        x = self.dextra(self.self_attn_norm.pre(x))
+        x = self.run_dextra(self.self_attn_norm.pre(x))
         x, _ = self.self_attn(x, key_padding_mask=encoder_padding_mask)
         x = F.dropout(x, p=self.dropout, training=self.training)
         x = self.self_attn_norm.post(x, residual)
@@ -132,8 +186,42 @@ class DeLighTDecoderLayer(_DeLighTBlock):
     ) -> Tuple[Tensor, Optional[Tensor]]:
         """x: T x B x d_m; encoder_out: S x B x d_m. Returns the block's output
         and, if ``need_attn``, the B x T x S encoder-decoder attention."""
+        if not torch.jit.is_scripting():
+            # decoding steps (incremental_state) fill a cache: never rerun them
+            if self.checkpoint_activations and self.training:
+                if incremental_state is None and torch.is_grad_enabled():
+                    return checkpointed(
+                        self._forward,
+                        x,
+                        self.offload_activations,
+                        encoder_out=encoder_out,
+                        encoder_padding_mask=encoder_padding_mask,
+                        self_attn_mask=self_attn_mask,
+                        self_attn_padding_mask=self_attn_padding_mask,
+                        need_attn=need_attn,
+                    )
+        return self._forward(
+            x,
+            encoder_out,
+            encoder_padding_mask,
+            incremental_state,
+            self_attn_mask,
+            self_attn_padding_mask,
+            need_attn,
+        )
+
+    def _forward(
+        self,
+        x: Tensor,
+        encoder_out: Optional[Tensor],
+        encoder_padding_mask: Optional[Tensor],
+        incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]] = None,
+        self_attn_mask: Optional[Tensor] = None,
+        self_attn_padding_mask: Optional[Tensor] = None,
+        need_attn: bool = False,
+    ) -> Tuple[Tensor, Optional[Tensor]]:
         residual = x
-        x = self.dextra(self.self_attn_norm.pre(x))
+        x = self.run_dextra(self.self_attn_norm.pre(x))
         x, _ = self.self_attn(
             x,
             key_padding_mask=self_attn_padding_mask,

@@ -2,6 +2,7 @@
 
 import functools
 import logging
+from dataclasses import dataclass, field
 from typing import Optional
 
 from fairseq.models import (
@@ -22,19 +23,81 @@ from .state_checks import check_state_dict
 logger = logging.getLogger(__name__)
 
 
-@register_model("delight_transformer", dataclass=DeLighTConfig)
+@dataclass
+class DeLighTModelConfig(DeLighTConfig):
+    """The flags of ``delight_transformer``: the architecture (DeLighTConfig)
+    and activation checkpointing (docs/architecture.md section 11), which
+    trades compute for memory in training and changes neither the model nor
+    its checkpoints. The presets and configs/ therefore leave it out."""
+
+    checkpoint_activations: bool = field(
+        default=False,
+        metadata={
+            "help": "activation checkpointing per block: keep only each encoder "
+            "and decoder block's input in training and recompute the block in "
+            "the backward pass (the least activation memory, about a third more "
+            "compute); evaluation and decoding are unaffected"
+        },
+    )
+    offload_activations: bool = field(
+        default=False,
+        metadata={
+            "help": "--checkpoint-activations (which it sets), with each block's "
+            "kept input moved to CPU memory until the backward pass (saves GPU "
+            "memory; no effect with --cpu)"
+        },
+    )
+    delight_checkpoint_dextra: bool = field(
+        default=False,
+        metadata={
+            "help": "activation checkpointing per DExTra: recompute only each "
+            "block's DExTra unit (its deep, wide GLT stack) in the backward pass "
+            "and keep attention and FFN activations; saves less memory than "
+            "--checkpoint-activations but recomputes less. Not with "
+            "--checkpoint-activations or --offload-activations"
+        },
+    )
+
+
+def check_checkpointing(cfg: DeLighTModelConfig) -> None:
+    """Raise ValueError, naming the flags, for checkpointing that cannot combine."""
+    if cfg.delight_checkpoint_dextra:
+        for name in ("checkpoint_activations", "offload_activations"):
+            if getattr(cfg, name):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"--delight-checkpoint-dextra and {flag} are both set; choose "
+                    f"one: {flag} recomputes whole blocks (least memory), "
+                    "--delight-checkpoint-dextra only their DExTra units (less "
+                    "recomputation); nesting them would recompute DExTra twice"
+                )
+    if cfg.offload_activations:  # as in fairseq's transformer
+        cfg.checkpoint_activations = True
+
+
+def _checkpointing_note(cfg: DeLighTModelConfig) -> str:
+    if cfg.checkpoint_activations:
+        offload = ", inputs offloaded to CPU" if cfg.offload_activations else ""
+        return f", activation checkpointing per block{offload}"
+    if cfg.delight_checkpoint_dextra:
+        return ", activation checkpointing per DExTra"
+    return ""
+
+
+@register_model("delight_transformer", dataclass=DeLighTModelConfig)
 class DeLighTTransformerModel(FairseqEncoderDecoderModel):
     """DeLighT (Mehta et al., ICLR 2021): a transformer whose blocks are deep,
     light DExTra units with single-head attention and a reducing FFN, scaled
     block-wise from shallow and narrow to deep and wide."""
 
-    def __init__(self, cfg: DeLighTConfig, encoder, decoder):
+    def __init__(self, cfg: DeLighTModelConfig, encoder, decoder):
         super().__init__(encoder, decoder)
         self.cfg = cfg
 
     @classmethod
     def build_model(cls, cfg, task):
-        cfg = resolve(config_from(cfg))
+        cfg = resolve(config_from(cfg, DeLighTModelConfig))
+        check_checkpointing(cfg)
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         map_dim = cfg.delight_emb_map_dim
 
@@ -63,7 +126,8 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
         return model
 
     def describe(self) -> str:
-        """One line: width, blocks and their DExTra depths, parameters."""
+        """One line: width, blocks and their DExTra depths, parameters, and
+        activation checkpointing if on."""
         cfg = self.cfg
         enc = [b.depth for b in side(cfg, "enc").schedule()]
         dec = [b.depth for b in side(cfg, "dec").schedule()]
@@ -74,7 +138,7 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
             f"DeLighT: d_m={cfg.delight_emb_out_dim}, encoder {len(enc)} blocks "
             f"(DExTra depths {enc}), decoder {len(dec)} blocks (DExTra depths {dec}), "
             f"embedding DExTra depth {cfg.delight_emb_depth}, total depth {depth}, "
-            f"parameters {n_params:,}"
+            f"parameters {n_params:,}{_checkpointing_note(cfg)}"
         )
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
