@@ -2,12 +2,19 @@
 fairseq's transformers.
 
     python benchmarks/speed.py train    [--data DIR] [--batches 6] [--criterion-vocab 44000]
-                                        [--json out.json]
+                                        [--checkpointing none block dextra]
+                                        [--max-tokens 4096] [--cuda] [--json out.json]
     python benchmarks/speed.py generate [--data DIR] [--sentences 200] [--json out.json]
 
 ``train``: target tokens/s of fwd+bwd+Adam step over the first batches of the
-training set (4,096 tokens each), and the peak resident memory that training
-adds (each model in a fresh process). ``generate``: sentences/s of fairseq's
+training set (``--max-tokens``, 4,096 by default; every model trains on the
+same batches) and the peak memory (each model in a fresh process): on CPU the
+peak resident set of the process and how far training raised it over the
+set-up, on a GPU (``--cuda``) ``torch.cuda.max_memory_allocated`` over the
+steps. ``--checkpointing`` runs each DeLighT model once per mode: ``none``,
+``block`` (``--checkpoint-activations``), ``dextra``
+(``--delight-checkpoint-dextra``); the transformers run ``none`` and ``block``
+(fairseq's own ``--checkpoint-activations``). ``generate``: sentences/s of fairseq's
 beam search with beam 5 and beam 1 on the test set; untrained models are
 forced to the source length (``--match-source-len``) so that every model
 decodes the same number of tokens. The data is a Multi30k data-bin with a joined
@@ -57,13 +64,31 @@ MODELS = {
 }
 
 
+CHECKPOINTING = {
+    "none": [],
+    "block": ["--checkpoint-activations"],
+    "dextra": ["--delight-checkpoint-dextra"],
+}
+
+
+def label(name: str, checkpointing: str) -> str:
+    return name if checkpointing == "none" else f"{name}, checkpoint {checkpointing}"
+
+
 CRITERIA = {
     "fairseq": "label_smoothed_cross_entropy",
     "delight": "delight_label_smoothed_cross_entropy",
 }
 
 
-def setup(data: Path, model_args, criterion="delight", pad_vocab=0):
+def setup(
+    data: Path,
+    model_args,
+    criterion="delight",
+    pad_vocab=0,
+    max_tokens=4096,
+    cuda=False,
+):
     from fairseq import options, tasks
 
     import delight_fairseq  # noqa: F401
@@ -73,7 +98,7 @@ def setup(data: Path, model_args, criterion="delight", pad_vocab=0):
         "--user-dir",
         str(ROOT / "delight_fairseq"),
         *model_args,
-        "--cpu",
+        *([] if cuda else ["--cpu"]),
         "--criterion",
         CRITERIA[criterion],
         "--label-smoothing",
@@ -83,7 +108,7 @@ def setup(data: Path, model_args, criterion="delight", pad_vocab=0):
         "--lr",
         "0.0005",
         "--max-tokens",
-        "4096",
+        str(max_tokens),
         "--source-lang",
         "de",
         "--target-lang",
@@ -99,17 +124,32 @@ def setup(data: Path, model_args, criterion="delight", pad_vocab=0):
 
 
 def child_train(
-    data: Path, name: str, batches: int, criterion="delight", pad_vocab=0
+    data: Path,
+    name: str,
+    batches: int,
+    criterion="delight",
+    pad_vocab=0,
+    checkpointing="none",
+    max_tokens=4096,
+    cuda=False,
 ) -> dict:
     import torch
+    from fairseq.utils import move_to_cuda
 
-    args, task, model = setup(data, MODELS[name], criterion, pad_vocab)
+    model_args = MODELS[name] + CHECKPOINTING[checkpointing]
+    args, task, model = setup(data, model_args, criterion, pad_vocab, max_tokens, cuda)
     loss_fn = task.build_criterion(args)
     task.load_dataset("train")
     itr = task.get_batch_iterator(
-        task.dataset("train"), max_tokens=4096, seed=1, max_positions=(1024, 1024)
+        task.dataset("train"),
+        max_tokens=max_tokens,
+        seed=1,
+        max_positions=(1024, 1024),
     ).next_epoch_itr(shuffle=False)
     samples = [s for _, s in zip(range(batches + 1), itr)]
+    if cuda:
+        model, samples = model.cuda(), [move_to_cuda(s) for s in samples]
+        torch.cuda.reset_peak_memory_stats()
     optim = torch.optim.Adam(model.parameters(), lr=5e-4, betas=(0.9, 0.98))
     model.train()
 
@@ -119,23 +159,33 @@ def child_train(
         loss.backward()
         optim.step()
 
-    step(samples[0])  # warm-up, not timed
+    set_up = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(samples[0])  # warm-up, not timed (its memory counts)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for sample in samples[1:]:
         step(sample)
+    if cuda:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     tokens = sum(int(s["ntokens"]) for s in samples[1:])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if pad_vocab:
         name = f"{name}, V {len(task.tgt_dict):,}, {CRITERIA[criterion]}"
-    return {
-        "model": name,
+    row = {
+        "model": label(name, checkpointing),
         "params": sum(p.numel() for p in model.parameters()),
         "target_tokens_per_s": tokens / seconds,
-        "peak_rss_mib": peak / 1024,
-        "rss_growth_in_steps_mib": (peak - before) / 1024,
     }
+    if cuda:
+        row["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        row["peak_rss_mib"] = peak / 1024
+        row["rss_over_setup_mib"] = (peak - set_up) / 1024
+        row["rss_growth_in_steps_mib"] = (peak - before) / 1024
+    return row
 
 
 def child_generate(data: Path, name: str, sentences: int) -> dict:
@@ -171,6 +221,16 @@ def main():
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument(
+        "--checkpointing",
+        nargs="+",
+        choices=list(CHECKPOINTING),
+        default=["none"],
+        help="train: activation checkpointing modes to run each model in "
+        "('dextra': DeLighT only)",
+    )
+    parser.add_argument("--max-tokens", type=int, default=4096)
+    parser.add_argument("--cuda", action="store_true", help="train on the GPU")
+    parser.add_argument(
         "--criterion-vocab",
         type=int,
         default=44_000,
@@ -182,6 +242,7 @@ def main():
     parser.add_argument(
         "--child-pad-vocab", type=int, default=0, help=argparse.SUPPRESS
     )
+    parser.add_argument("--child-checkpointing", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         import logging
@@ -194,6 +255,9 @@ def main():
                 args.batches,
                 args.child_criterion,
                 args.child_pad_vocab,
+                args.child_checkpointing,
+                args.max_tokens,
+                args.cuda,
             )
         else:
             row = child_generate(args.data, args.child, args.sentences)
@@ -204,16 +268,24 @@ def main():
             f"no Multi30k data-bin at {args.data}: run delight-prep multi30k_de_en "
             "--dest that folder first (or pass --data)"
         )
-    runs = [(name, "delight", 0) for name in args.models]
+    modes = args.checkpointing if args.what == "train" else ["none"]
+    runs = [
+        (name, "delight", 0, mode)
+        for name in args.models
+        for mode in modes
+        if mode != "dextra" or name.startswith("delight")
+    ]
     if args.what == "train" and args.criterion_vocab:
         for loss in ("fairseq", "delight"):
-            runs.append(("delight d_m 128", loss, args.criterion_vocab))
+            runs.append(("delight d_m 128", loss, args.criterion_vocab, "none"))
     rows = []
-    for name, loss, pad_vocab in runs:
+    for name, loss, pad_vocab, mode in runs:
         command = [sys.executable, __file__, args.what, "--data", str(args.data)]
         command += ["--child", name, "--batches", str(args.batches)]
         command += ["--sentences", str(args.sentences), "--child-criterion", loss]
         command += ["--child-pad-vocab", str(pad_vocab)]
+        command += ["--child-checkpointing", mode, "--max-tokens", str(args.max_tokens)]
+        command += ["--cuda"] if args.cuda else []
         out = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     keys = [k for k in rows[0] if k not in ("model",)]
