@@ -9,6 +9,11 @@ Activation checkpointing (docs/architecture.md section 11): with
 ``--checkpoint-activations`` a block keeps only its input in training and runs
 again in the backward pass; with ``--delight-checkpoint-dextra`` only its
 DExTra unit does. Evaluation, ``no_grad`` and incremental decoding run as usual.
+
+With ``--delight-compile`` each block's DExTra runs through ``torch.compile``
+(compiling.py, docs/architecture.md section 12), compiled on first use; inside
+a checkpointed block or DExTra the compiled unit is what runs and reruns.
+TorchScript, and a model compiled as a whole, run the unit as written.
 """
 
 from typing import Dict, Optional, Tuple
@@ -18,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from . import compiling
 from .attention import SingleHeadAttention
 from .config import Side
 from .dextra import DExTra
@@ -117,12 +123,24 @@ class _DeLighTBlock(nn.Module):
         self.checkpoint_dextra = not self.checkpoint_activations and bool(
             getattr(cfg, "delight_checkpoint_dextra", False)
         )
+        # a flag, not a compiled wrapper: compiling.py holds those, out of the
+        # module tree (state dicts, pickles and copies stay the eager model's)
+        self.compile_dextra = bool(getattr(cfg, "delight_compile", False))
 
     def run_dextra(self, x: Tensor) -> Tensor:
         if not torch.jit.is_scripting():
+            dextra = self.dextra
+            # an enclosing torch.compile traces the unit itself
+            if self.compile_dextra and not torch.compiler.is_compiling():
+                dextra = self._compiled_dextra
             if self.checkpoint_dextra and self.training and torch.is_grad_enabled():
-                return checkpointed(self.dextra, x)
+                return checkpointed(dextra, x)
+            return dextra(x)
         return self.dextra(x)
+
+    @torch.jit.unused
+    def _compiled_dextra(self, x: Tensor) -> Tensor:
+        return compiling.run(self.dextra, x)
 
 
 class DeLighTEncoderLayer(_DeLighTBlock):

@@ -25,10 +25,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DeLighTModelConfig(DeLighTConfig):
-    """The flags of ``delight_transformer``: the architecture (DeLighTConfig)
-    and activation checkpointing (docs/architecture.md section 11), which
-    trades compute for memory in training and changes neither the model nor
-    its checkpoints. The presets and configs/ therefore leave it out."""
+    """The flags of ``delight_transformer``: the architecture (DeLighTConfig),
+    activation checkpointing (docs/architecture.md section 11), which trades
+    compute for memory in training, and ``--delight-compile`` (section 12),
+    which trades a compilation for speed. Neither changes the model or its
+    checkpoints; the presets and configs/ therefore leave them out."""
 
     checkpoint_activations: bool = field(
         default=False,
@@ -55,6 +56,19 @@ class DeLighTModelConfig(DeLighTConfig):
             "and keep attention and FFN activations; saves less memory than "
             "--checkpoint-activations but recomputes less. Not with "
             "--checkpoint-activations or --offload-activations"
+        },
+    )
+    delight_compile: bool = field(
+        default=False,
+        metadata={
+            "help": "compile each encoder and decoder block's DExTra unit with "
+            "torch.compile at its first use, with dynamic batch and length (no "
+            "recompiling per batch shape), fusing its many small kernels: for "
+            "GPUs, where they are launch-bound (Triton kernels; on CPU Inductor "
+            "writes C++, needs a C++ compiler and is slower than the fused CPU "
+            "kernel). The same parameters and checkpoints; composes with the "
+            "checkpointing flags; no effect under TorchScript; dropout draws other "
+            "masks than eager"
         },
     )
 
@@ -127,7 +141,7 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
 
     def describe(self) -> str:
         """One line: width, blocks and their DExTra depths, parameters, and
-        activation checkpointing if on."""
+        activation checkpointing and compilation if on."""
         cfg = self.cfg
         enc = [b.depth for b in side(cfg, "enc").schedule()]
         dec = [b.depth for b in side(cfg, "dec").schedule()]
@@ -139,6 +153,7 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
             f"(DExTra depths {enc}), decoder {len(dec)} blocks (DExTra depths {dec}), "
             f"embedding DExTra depth {cfg.delight_emb_depth}, total depth {depth}, "
             f"parameters {n_params:,}{_checkpointing_note(cfg)}"
+            + (", DExTra units compiled" if cfg.delight_compile else "")
         )
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
