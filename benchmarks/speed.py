@@ -1,10 +1,14 @@
 """Training and decoding speed on real Multi30k batches: DeLighT against
 fairseq's transformers.
 
-    python benchmarks/speed.py train    [--data DIR] [--batches 6] [--criterion-vocab 44000]
+    python benchmarks/speed.py train    [--data DIR] [--batches 6] [--criterion-vocab 44000] [--models ...]
                                         [--checkpointing none block dextra]
                                         [--max-tokens 4096] [--cuda] [--json out.json]
     python benchmarks/speed.py generate [--data DIR] [--sentences 200] [--json out.json]
+
+Models: DeLighT's WMT'14 preset at d_m 128 and 256, fairseq's two transformers, and
+the Multi30k shoot-out's models with their recipes (``shoot-out ...``: the 7 M
+transformer, DeLighT d_m 192 and 128; benchmarks/multi30k.py).
 
 ``train``: target tokens/s of fwd+bwd+Adam step over the first batches of the
 training set (``--max-tokens``, 4,096 by default; every model trains on the
@@ -63,6 +67,22 @@ MODELS = {
     ],
 }
 
+
+def shootout_models() -> dict:
+    """The Multi30k shoot-out's models with their recipes (benchmarks/multi30k.py):
+    the 7 M transformer and DeLighT at about 1/2 and 1/4 of its parameters."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import multi30k
+
+    return {
+        "shoot-out transformer 3+3 x 256": multi30k.MODELS["transformer_256"]
+        + ["--share-all-embeddings"],
+        "shoot-out delight d_m 192": multi30k.MODELS["delight_d192"],
+        "shoot-out delight d_m 128": multi30k.MODELS["delight_d128"],
+    }
+
+
+MODELS.update(shootout_models())
 
 CHECKPOINTING = {
     "none": [],
@@ -273,7 +293,7 @@ def main():
         (name, "delight", 0, mode)
         for name in args.models
         for mode in modes
-        if mode != "dextra" or name.startswith("delight")
+        if mode != "dextra" or "delight" in name
     ]
     if args.what == "train" and args.criterion_vocab:
         for loss in ("fairseq", "delight"):
