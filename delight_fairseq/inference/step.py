@@ -1,0 +1,248 @@
+"""One incremental DeLighT decoder step over preallocated caches.
+
+The step runs the decoder's arithmetic in eval mode over the model's own
+weights (read into plain references by :mod:`.functional`, so that the
+hundreds of small operations of a step skip ``nn.Module``'s per-call
+costs), with fairseq's dict-based incremental state replaced by:
+
+* self-attention keys and values of every block in one preallocated tensor,
+  rows x steps x blocks x 2 x d/2 (:class:`KeyValueCache`); a step writes its
+  column and attends over the columns so far;
+* encoder-decoder keys and values projected once per sentence
+  (:meth:`DecoderStep.encoder_state`) and shared by the sentence's beams: no
+  copies per beam, nothing to reorder.
+
+The arithmetic is the model's (docs/architecture.md sections 5-7): scaled
+look-up -> embedding DExTra -> + sinusoidal position (both through the
+decoder's modules; the embedding of the whole vocabulary is computed once);
+per block the DExTra (on the fused GLT kernel where the modules use it),
+single-head attention d_m/2 wide with its query scaled before the product
+and its softmax in float32, the light FFN, residuals and LayerNorms after
+(post-norm) or before (pre-norm) each part; then the final LayerNorm of a
+pre-norm stack, the projection to the table's width and the tied or untied
+output layer. Dropout is off, as in eval mode.
+"""
+
+from typing import List
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .functional import DecoderWeights, glt_kernel
+
+#: Above this many elements (V x d_m) the decoder's token embeddings are
+#: computed per step instead of once for the whole vocabulary.
+MAX_TOKEN_TABLE = 1 << 26
+
+
+class KeyValueCache:
+    """Self-attention keys and values of all decoder blocks.
+
+    Two flat buffers used in turn, each viewed as rows x steps x blocks x 2 x
+    head_dim: the live one (:attr:`live`) receives each step's keys and
+    values at that step's column; :meth:`reorder` copies the filled columns
+    of the rows the beams continue into the other one, which becomes live.
+    Only the filled prefix is copied, and no memory is allocated per step.
+    The buffers outlive a batch (:meth:`reset` reuses them when big enough).
+    """
+
+    def __init__(self, n_blocks: int, head_dim: int):
+        self.n_blocks = n_blocks
+        self.head_dim = head_dim
+        self._flat: List[Tensor] = []
+        self.live = torch.empty(0)
+        self.spare = torch.empty(0)
+
+    def reset(self, rows: int, steps: int, like: Tensor) -> None:
+        """Room for ``rows`` hypotheses of up to ``steps`` steps, of ``like``'s
+        dtype and device."""
+        shape = (rows, steps, self.n_blocks, 2, self.head_dim)
+        numel = rows * steps * self.n_blocks * 2 * self.head_dim
+        flat = self._flat
+        if (
+            not flat
+            or flat[0].numel() < numel
+            or flat[0].dtype != like.dtype
+            or flat[0].device != like.device
+        ):
+            flat = [like.new_empty(numel), like.new_empty(numel)]
+            self._flat = flat
+        self.live = flat[0][:numel].view(shape)
+        self.spare = flat[1][:numel].view(shape)
+
+    def reorder(self, order: Tensor, filled: int) -> None:
+        """Row i of the new cache is row ``order[i]`` of the old one, for the
+        first ``filled`` steps."""
+        rows = order.numel()
+        torch.index_select(
+            self.live[:, :filled], 0, order, out=self.spare[:rows, :filled]
+        )
+        self.live, self.spare = self.spare, self.live
+
+
+class EncoderState:
+    """Per block, the encoder output's keys and values (sentences x S x d/2),
+    and the source padding mask (sentences x 1 x S, True at padding)."""
+
+    def __init__(self, keys: List[Tensor], values: List[Tensor], padding: Tensor):
+        self.keys = keys
+        self.values = values
+        self.padding = padding
+        self.any_padding = bool(padding.any())
+
+    def select(self, sentences: Tensor) -> "EncoderState":
+        """Keep only these sentences (indices into the current ones)."""
+        return EncoderState(
+            [k.index_select(0, sentences) for k in self.keys],
+            [v.index_select(0, sentences) for v in self.values],
+            self.padding.index_select(0, sentences),
+        )
+
+
+class DecoderStep:
+    """The decoder of a DeLighT model, one token per hypothesis and step."""
+
+    def __init__(self, model):
+        decoder = model.decoder
+        self.decoder = decoder
+        if len(decoder.layers) == 0:
+            raise ValueError("the decoder has no blocks")
+        self.n_blocks = len(decoder.layers)
+        self.head_dim = decoder.layers[0].self_attn.proj_dim
+        self.padding_idx = decoder.padding_idx
+        self.weights = DecoderWeights(decoder)
+        self.kernel = None
+        self._token_table: Tensor = torch.empty(0)
+        self._positions: Tensor = torch.empty(0)
+        self._logits: Tensor = torch.empty(0)
+
+    # -- per batch ------------------------------------------------------------
+
+    def prepare(self, vocab_size: int, steps: int, rows: int, like: Tensor) -> None:
+        """Ready the step for a batch of up to ``rows`` hypotheses and
+        ``steps`` steps, on ``like``'s dtype and device: read the weights
+        (where they are now), choose the GLT kernel as the modules would, and
+        build what does not depend on the sentence: the sinusoidal positions,
+        room for the logits, and, once, the embedding of every target token
+        (when V x d_m is at most MAX_TOKEN_TABLE)."""
+        decoder = self.decoder
+        self.weights = DecoderWeights(decoder)
+        self.kernel = glt_kernel(like)
+        logits = self._logits
+        if (
+            logits.size(0) < rows
+            or logits.size(1) != vocab_size
+            or logits.dtype != like.dtype
+            or logits.device != like.device
+        ):
+            self._logits = like.new_empty(rows, vocab_size)
+        table = self._token_table
+        d_m = decoder.embed_tokens.embedding_dim
+        if vocab_size * d_m <= MAX_TOKEN_TABLE and (
+            table.size(0) != vocab_size
+            or table.dtype != like.dtype
+            or table.device != like.device
+        ):
+            # the embedding (look-up, scale, DExTra) acts per token: run it
+            # once over the vocabulary, and each step is a row gather
+            ids = torch.arange(vocab_size, device=like.device)
+            self._token_table = decoder.embed_tokens(ids.unsqueeze(0))[0]
+        positions = self._positions
+        if (
+            positions.size(0) < steps
+            or positions.dtype != like.dtype
+            or positions.device != like.device
+        ):
+            # positions as the decoder's module gives them to a target of
+            # ``steps`` real tokens: padding_idx + 1, padding_idx + 2, ...
+            probe = torch.full(
+                (1, steps), self.padding_idx + 1, dtype=torch.long, device=like.device
+            )
+            self._positions = decoder.embed_positions(probe)[0]
+
+    def encoder_state(self, encoder_out: Tensor, padding_mask: Tensor) -> EncoderState:
+        """encoder_out: S x B x d_m; padding_mask: B x S. Projects every
+        block's encoder-decoder keys and values once."""
+        enc = encoder_out.transpose(0, 1)  # B x S x d_m
+        keys, values = [], []
+        for block in self.weights.blocks:
+            k, v = F.linear(enc, *block.kv).chunk(2, dim=-1)
+            keys.append(k.contiguous())
+            values.append(v.contiguous())
+        return EncoderState(keys, values, padding_mask.unsqueeze(1))
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        """tokens: rows -> rows x d_m, without positions."""
+        if self._token_table.numel():
+            return self._token_table.index_select(0, tokens)
+        return self.decoder.embed_tokens(tokens.unsqueeze(1)).squeeze(1)
+
+    # -- the step -------------------------------------------------------------
+
+    def __call__(
+        self, tokens: Tensor, step: int, cache: KeyValueCache, enc: EncoderState
+    ) -> Tensor:
+        """tokens: the last token of each hypothesis (rows, a multiple of the
+        sentences in ``enc``, beams of one sentence adjacent). Writes this
+        step's keys and values into ``cache.live[:rows, step]`` and returns
+        rows x V log-probabilities in float32."""
+        rows = tokens.numel()
+        n_sent = enc.padding.size(0)
+        dh = self.head_dim
+        kernel = self.kernel
+        weights = self.weights
+        x = self.embed(tokens) + self._positions[step]
+        kv_all = cache.live[:rows]
+        for i, block in enumerate(weights.blocks):
+            # DExTra, then causal single-head self-attention over the cache
+            residual = x
+            norm = block.self_attn_norm
+            qkv = F.linear(block.dextra(norm.pre(x), kernel), *block.qkv)
+            q = qkv[:, :dh] * block.self_scaling
+            kv_all[:, step, i] = qkv[:, dh:].view(rows, 2, dh)
+            keys = kv_all[:, : step + 1, i, 0]
+            values = kv_all[:, : step + 1, i, 1]
+            scores = torch.bmm(q.unsqueeze(1), keys.transpose(1, 2))
+            probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
+            h = torch.bmm(probs, values).view(rows, dh)
+            x = norm.post(F.linear(h, *block.self_out), residual)
+
+            # encoder-decoder attention: the beams of a sentence share its
+            # keys and values
+            residual = x
+            norm = block.encoder_attn_norm
+            q = F.linear(norm.pre(x), *block.q) * block.encoder_scaling
+            q = q.view(n_sent, rows // n_sent, dh)
+            scores = torch.bmm(q, enc.keys[i].transpose(1, 2))
+            if enc.any_padding:
+                scores = scores.masked_fill(enc.padding, float("-inf"))
+            probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
+            h = torch.bmm(probs, enc.values[i]).view(rows, dh)
+            x = norm.post(F.linear(h, *block.encoder_out), residual)
+
+            # the light FFN
+            norm = block.ffn_norm
+            x = norm.post(block.ffn(norm.pre(x)), x)
+
+        if weights.final_norm is not None:
+            x = weights.final_norm(x)
+        if weights.project_out is not None:
+            x = F.linear(x, *weights.project_out)
+        return F.log_softmax(self.output_layer(x), dim=-1, dtype=torch.float32)
+
+    def output_layer(self, x: Tensor) -> Tensor:
+        """rows x map_dim -> rows x V, into a buffer reused across steps."""
+        weight, bias = self.weights.output
+        rows, vocab = x.size(0), weight.size(0)
+        out = self._logits
+        if (
+            out.size(0) < rows
+            or out.size(1) != vocab
+            or out.dtype != x.dtype
+            or out.device != x.device
+        ):
+            out = self._logits = x.new_empty(rows, vocab)
+        if bias is not None:
+            return torch.addmm(bias, x, weight.t(), out=out[:rows])
+        return torch.mm(x, weight.t(), out=out[:rows])
