@@ -17,6 +17,11 @@ the last batch whenever its size is not a multiple of
 --batch-size 50`` on a 100-sentence test set translates and scores only 96 of
 them, and every training epoch loses a few sentences. fairseq 0.12.2 kept that
 batch; so does this fix. Batches are otherwise unchanged.
+
+``install`` also registers the exit hook of ``shutdown.py``, which stops
+fairseq's data-prefetching thread before Python shuts down (a run that stopped
+mid-epoch could otherwise abort at exit with "terminate called without an
+active exception" after saving its checkpoint).
 """
 
 import functools
@@ -57,9 +62,12 @@ def _called_from_fairseq() -> bool:
 
 
 def install() -> None:
-    """Apply both fixes once per process (idempotent)."""
+    """Apply both fixes and register the exit hook, once per process (idempotent)."""
+    from . import shutdown
+
     _wrap_torch_load()
     _keep_remainder_batch()
+    shutdown.install()
 
 
 def _wrap_torch_load() -> None:
