@@ -104,12 +104,12 @@ TRAIN = [
 ]
 
 
-def hydra_train_tiny(data, save_dir, *overrides):
+def hydra_train_tiny(data, save_dir, *overrides, cpu=True):
     """fairseq-hydra-train on configs/wmt16_en_ro/d128.yaml, shrunk to a tiny model
     on a src/tgt data-bin; ``overrides`` add the test's own settings."""
     return run_cli(
         "fairseq-hydra-train", "--config-dir", REPO / "configs" / "wmt16_en_ro",
-        "--config-name", "d128", f"common.user_dir={USER_DIR}", "common.cpu=true",
+        "--config-name", "d128", f"common.user_dir={USER_DIR}", f"common.cpu={str(cpu).lower()}",
         f"task.data={data}", "task.source_lang=src", "task.target_lang=tgt",
         "model.delight_emb_out_dim=64", "model.delight_enc_layers=2",
         "model.delight_dec_layers=2", "optimization.update_freq=[1]",
