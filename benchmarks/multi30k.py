@@ -28,6 +28,8 @@ REFERENCES = {"valid": "val.en", "test": "test_2016_flickr.en"}
 LENPENS = (0.6, 1.0, 1.4, 2.0)
 
 logger = logging.getLogger("multi30k")
+# below this share of the machine's cores, a training run is flagged as contended
+MIN_CPU_SHARE = 0.85
 
 COMMON = [
     "--share-all-embeddings", "--criterion", "delight_label_smoothed_cross_entropy",
@@ -125,17 +127,33 @@ def train(
     start = time.time()
     with open(save_dir / "train.log", "w") as log:
         proc = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", str(save_dir / "rss_kb"), *cmd],
+            # user and system CPU seconds, wall seconds, peak RSS (KiB, last)
+            [
+                "/usr/bin/time",
+                "-f",
+                "%U %S %e %M",
+                "-o",
+                str(save_dir / "rss_kb"),
+                *cmd,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     if not (save_dir / "checkpoint_last.pt").exists():
         raise RuntimeError(f"training failed (rc {proc.returncode}): see {log.name}")
+    user, system, wall, rss_kb = (save_dir / "rss_kb").read_text().split()[-4:]
+    # a wall-clock benchmark is only fair if nothing else ran beside it
+    cpu_share = (float(user) + float(system)) / (float(wall) * (os.cpu_count() or 1))
+    if cpu_share < MIN_CPU_SHARE:
+        logger.warning(
+            "%s used %.0f%% of the CPU: something else ran beside it, so its "
+            "wall-clock figures (updates, tokens/s) are not comparable",
+            save_dir, 100 * cpu_share,
+        )  # fmt: skip
     return {
         "wall_s": round(time.time() - start, 1),
-        "peak_rss_mib": round(
-            int((save_dir / "rss_kb").read_text().split()[-1]) / 1024
-        ),
+        "peak_rss_mib": round(int(rss_kb) / 1024),
+        "cpu_share": round(cpu_share, 3),
     }
 
 
