@@ -42,7 +42,9 @@ def train_one_worker(common, batch_size, save_dir):
     return weights(save_dir / "checkpoint_last.pt")
 
 
-def test_two_workers_with_half_the_batch_equal_one_worker(tmp_path):
+# the two workers also with activation checkpointing: DDP's step is unchanged by it
+@pytest.mark.parametrize("two_extra", [[], ["--checkpoint-activations"]])
+def test_two_workers_with_half_the_batch_equal_one_worker(tmp_path, two_extra):
     raw = write_corpus(tmp_path / "raw", N_SENTENCES, 4, 0, seed=5)
     data = preprocess(raw, tmp_path / "bin")
     common = [data, *TINY_MODEL, *NO_DROPOUT, *STEP]
@@ -60,6 +62,7 @@ def test_two_workers_with_half_the_batch_equal_one_worker(tmp_path):
             str(N_SENTENCES // 2),
             "--save-dir",
             str(tmp_path / "two"),
+            *two_extra,
         ],
         capture_output=True,
         text=True,
@@ -69,6 +72,8 @@ def test_two_workers_with_half_the_batch_equal_one_worker(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "distributed init (rank 1)" in log
+    if two_extra:
+        assert "activation checkpointing per block" in log
     two = weights(tmp_path / "two" / "checkpoint_last.pt")
     assert whole.keys() == two.keys()
     for name in whole:
