@@ -1,4 +1,4 @@
-"""Two narrow fixes that stock fairseq (main, as fairseq-fixed) needs on today's stack.
+"""Three narrow fixes that stock fairseq (main, as fairseq-fixed) needs on today's stack.
 
 1. Checkpoints on torch >= 2.6.
 
@@ -18,6 +18,11 @@ the last batch whenever its size is not a multiple of
 them, and every training epoch loses a few sentences. fairseq 0.12.2 kept that
 batch; so does this fix. Batches are otherwise unchanged.
 
+3. No input lost to one bad byte. ``fairseq-interactive --input FILE`` decodes
+strictly and stops at the first invalid UTF-8 byte, translating nothing after
+it. With the plugin loaded each line is decoded on its own; an invalid one gets
+U+FFFD (then ``<unk>``) and a warning naming its line number.
+
 ``install`` also registers the exit hook of ``shutdown.py``, which stops
 fairseq's data-prefetching thread before Python shuts down (a run that stopped
 mid-epoch could otherwise abort at exit with "terminate called without an
@@ -25,6 +30,7 @@ active exception" after saving its checkpoint).
 """
 
 import functools
+import logging
 import os
 import pickle
 import sys
@@ -34,6 +40,7 @@ import numpy as np
 import torch
 
 _MARK = "_delight_fairseq_compat"
+logger = logging.getLogger(__name__)
 # what torch.load raises on a truncated or damaged file
 UNREADABLE = (
     RuntimeError,
@@ -62,11 +69,12 @@ def _called_from_fairseq() -> bool:
 
 
 def install() -> None:
-    """Apply both fixes and register the exit hook, once per process (idempotent)."""
+    """Apply the fixes and register the exit hook, once per process (idempotent)."""
     from . import shutdown
 
     _wrap_torch_load()
     _keep_remainder_batch()
+    _lenient_interactive_input()
     shutdown.install()
 
 
@@ -118,3 +126,48 @@ def _keep_remainder_batch() -> None:
 
     setattr(batch_by_size, _MARK, True)
     data_utils.batch_by_size = batch_by_size
+
+
+#: invalid-UTF-8 lines named one by one in the log; later ones are counted
+_NAMED_BAD_LINES = 10
+
+
+def _read_lines_leniently(input: str, buffer_size: int):
+    """fairseq-interactive's ``buffered_read``, decoding each line on its own:
+    invalid UTF-8 becomes U+FFFD (then ``<unk>``) with a warning that names the
+    line, instead of a UnicodeDecodeError that loses the rest of the input."""
+    name = "standard input" if input == "-" else input
+    stream = sys.stdin.buffer if input == "-" else open(input, "rb")
+    buffer, bad = [], 0
+    try:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = raw.decode("utf-8", errors="replace")
+                bad += 1
+                if bad <= _NAMED_BAD_LINES:
+                    logger.warning(
+                        "%s, line %d: invalid UTF-8, replaced by U+FFFD", name, number
+                    )
+            buffer.append(line.strip())
+            if len(buffer) >= buffer_size:
+                yield buffer
+                buffer = []
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    if bad > _NAMED_BAD_LINES:
+        logger.warning("%s: %d lines had invalid UTF-8 in all", name, bad)
+    if buffer:
+        yield buffer
+
+
+def _lenient_interactive_input() -> None:
+    """Only when fairseq-interactive is running (its module is loaded before
+    the plugin, which its argument parsing imports)."""
+    interactive = sys.modules.get("fairseq_cli.interactive")
+    if interactive is None or getattr(interactive.buffered_read, _MARK, False):
+        return
+    setattr(_read_lines_leniently, _MARK, True)
+    interactive.buffered_read = _read_lines_leniently

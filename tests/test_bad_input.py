@@ -85,21 +85,22 @@ def test_interactive_rejects_a_line_longer_than_max_positions(setup):
 
 
 def test_interactive_non_utf8_bytes(setup, tmp_path):
-    text = b"der hund \xff\xfe sieht\nein mann\n"
-    # on standard input in a C.UTF-8 locale, Python maps invalid bytes to
-    # lone surrogates, which the dictionary does not know: <unk>
-    code, log = interactive(
-        setup,
-        stdin=text,
-        env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"},
-    )
-    assert code == 0 and hypotheses(log) == ["0", "1"]
-    assert "<unk>" in log
-    # from a file, fairseq decodes strictly and stops
+    """Stock fairseq stops at the first invalid byte of --input FILE and translates
+    nothing after it; with the plugin each bad line becomes U+FFFD (<unk>) with a
+    warning naming it, on standard input and from a file alike."""
+    text = b"ein mann\nder hund \xff\xfe sieht\n\xc3\nein mann\n"
     bad = tmp_path / "input.txt"
     bad.write_bytes(text)
-    code, log = interactive(setup, extra=("--input", bad))
-    assert code != 0 and "UnicodeDecodeError" in log
+    for source in ({"stdin": text}, {"extra": ("--input", bad)}):
+        code, log = interactive(
+            setup, env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}, **source
+        )
+        assert code == 0, log
+        assert hypotheses(log) == ["0", "1", "2", "3"]
+        assert re.search(r"^S-1\tder hund <unk> sieht$", log, flags=re.M), log
+        assert re.search(r"line 2: invalid UTF-8, replaced by U\+FFFD", log)
+        assert re.search(r"line 3: invalid UTF-8", log)
+        assert not re.search(r"line [14]: invalid", log)
 
 
 def test_generate_with_other_dictionaries_names_the_sizes(setup):
