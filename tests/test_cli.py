@@ -130,6 +130,9 @@ def test_evaluate_sh_scores_with_sacrebleu(trained):
     hyps = (trained["ckpt"] / "eval" / "test.hyp").read_text().splitlines()
     assert len(hyps) == 100
     assert f"sacreBLEU {result['sacrebleu']:.2f}" in proc.stdout
+    # fairseq's summary line stays in the results file (the shoot-out reads its speed)
+    generated = (trained["ckpt"] / "eval" / "generate-test.txt").read_text()
+    assert re.search(r"^Translated 100 sentences .*sentences/s", generated, flags=re.M)
 
 
 def test_demo_on_the_generated_task(tmp_path):

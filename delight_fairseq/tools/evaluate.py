@@ -67,8 +67,32 @@ def generate(
         "%s on %s/%s: beam 5, lenpen %s, post-process %s",
         checkpoint, data, subset, lenpen, argv[argv.index("--post-process") + 1],
     )  # fmt: skip
-    cli_main()
-    return out / f"generate-{subset}.txt"
+    # in this process fairseq's summary line ("Translated N sentences ... sentences/s")
+    # goes to the console's logger, not to the results file: add it there
+    summary = _Kept()
+    generate_logger = logging.getLogger("fairseq_cli.generate")
+    generate_logger.addHandler(summary)
+    try:
+        cli_main()
+    finally:
+        generate_logger.removeHandler(summary)
+    results = out / f"generate-{subset}.txt"
+    with open(results, "a", encoding="utf-8") as f:
+        f.writelines(
+            line + "\n" for line in summary.lines if line.startswith("Translated")
+        )
+    return results
+
+
+class _Kept(logging.Handler):
+    """Keeps the messages of one logger."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def evaluate(
