@@ -2,17 +2,20 @@
 
 ``csrc/glt_tail.cpp`` is compiled on first use with torch's C++ extension
 builder (about 20 s, then cached under ``$TORCH_EXTENSIONS_DIR`` or
-``~/.cache/torch_extensions``; ``scripts/setup.sh`` builds it once). Where it
+``~/.cache/torch_extensions``, one build per checkout; ``scripts/setup.sh``
+builds it once). Where it
 cannot be used (no compiler, a GPU tensor, half precision, or
 ``DELIGHT_FUSED_GLT=0`` in the environment) the GLT runs the same arithmetic
 with eager PyTorch ops; the two agree to float tolerance (tests/test_fused.py).
 """
 
+import hashlib
 import logging
 import os
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -43,6 +46,36 @@ def _cflags(isa: str) -> list:
     return flags
 
 
+def _build_name(isa: str) -> str:
+    """One build per ISA and per copy of the source: torch keys its cache by this
+    name, and two checkouts sharing one name would rebuild it over each other
+    (and could load a library being rewritten)."""
+    where = hashlib.sha1(str(_SOURCE.resolve()).encode()).hexdigest()[:8]
+    return f"delight_glt_tail_{isa.lower()}_{where}"
+
+
+#: a build takes about 25 s; a lock this old was left by a process that died
+STALE_LOCK_S = 600
+
+
+def _clear_stale_lock(name: str) -> None:
+    """torch waits without end for the lock file of a build that a killed
+    process left behind; an old one is removed, with a warning."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    lock = Path(_get_build_directory(name, verbose=False)) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_S:
+        logger.warning(
+            "DeLighT: removing %s, left %.0f minutes ago by a build that did not "
+            "finish (torch would wait for it forever)", lock, age / 60,
+        )  # fmt: skip
+        lock.unlink(missing_ok=True)
+
+
 def load():
     """The compiled extension, building it on first call; None if it cannot
     be built (the reason is logged once)."""
@@ -63,9 +96,10 @@ def load():
             logger.info(
                 "DeLighT: loading the fused GLT kernel (%s, %s)", _SOURCE.name, isa
             )
+            _clear_stale_lock(_build_name(isa))
             try:
                 _module = build(
-                    name=f"delight_glt_tail_{isa.lower()}",
+                    name=_build_name(isa),
                     sources=[str(_SOURCE)],
                     extra_cflags=_cflags(isa),
                     extra_ldflags=["-fopenmp"],

@@ -148,3 +148,35 @@ def test_without_a_compiler_the_glt_warns_once_and_runs_eager(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ran eager" in proc.stdout
     assert proc.stderr.count("the fused GLT kernel could not be built") == 1
+
+
+def test_a_stale_build_lock_is_removed_and_a_fresh_one_kept(
+    tmp_path, monkeypatch, caplog
+):
+    """A process killed mid-build leaves torch's lock file, and torch then waits for
+    it forever; one older than STALE_LOCK_S is removed with a warning."""
+    import time
+
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setattr(
+        cpp_extension, "_get_build_directory", lambda name, verbose: str(tmp_path)
+    )
+    lock = tmp_path / "lock"
+    lock.touch()
+    fused._clear_stale_lock("delight_glt_tail_test")
+    assert lock.exists()  # a build may be running right now
+    old = time.time() - fused.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with caplog.at_level("WARNING", logger="delight_fairseq.fused"):
+        fused._clear_stale_lock("delight_glt_tail_test")
+    assert not lock.exists()
+    assert "did not finish" in caplog.text
+
+
+def test_each_checkout_has_its_own_build():
+    name = fused._build_name("AVX2")
+    assert (
+        name.startswith("delight_glt_tail_avx2_")
+        and len(name) == len("delight_glt_tail_avx2_") + 8
+    )
