@@ -39,6 +39,7 @@ setup(
             "delight-average = delight_fairseq.tools.averaging:main",
             "delight-demo = delight_fairseq.tools.demo:main",
             "delight-convert-authors = delight_fairseq.tools.convert_authors:main",
+            "delight-translate = delight_fairseq.inference.cli:main",
         ]
     },
     extras_require={
