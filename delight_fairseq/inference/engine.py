@@ -54,6 +54,9 @@ class Engine:
     target vocabulary once (the decoder's embedding acts per token): build a
     new engine after changing the model's weights, and use one engine per
     thread.
+
+    ``int8=True`` quantizes the engine (on CPU) with
+    :func:`delight_fairseq.inference.quantize.quantize_engine`'s defaults.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Engine:
         *,
         unk_penalty: float = 0.0,
         normalize_scores: bool = True,
+        int8: bool = False,
     ):
         if beam < 1:
             raise ValueError(f"beam is {beam}; it must be >= 1")
@@ -78,6 +82,62 @@ class Engine:
             )
         model.eval()
         self.model = model
+        self._configure(
+            tgt_dict, beam, lenpen, max_len_a, max_len_b, min_len, unk_penalty
+        )
+        self.normalize_scores = normalize_scores
+        self.max_positions = model.max_decoder_positions()
+        # where the search runs; None: wherever the model's parameters are
+        self.device = None
+        self.step = DecoderStep(model)
+        self.cache = KeyValueCache(self.step.n_blocks, self.step.head_dim)
+        if int8:
+            from .quantize import quantize_engine
+
+            quantize_engine(self)
+
+    @classmethod
+    def from_parts(
+        cls,
+        encode,
+        step: DecoderStep,
+        max_positions: int,
+        tgt_dict,
+        beam: int = 5,
+        lenpen: float = 1.0,
+        max_len_a: float = 0.0,
+        max_len_b: int = 200,
+        min_len: int = 1,
+        *,
+        unk_penalty: float = 0.0,
+        normalize_scores: bool = True,
+        device=None,
+    ) -> "Engine":
+        """An engine without a model (``model`` is None): ``encode(src_tokens,
+        src_lengths)`` gives the S x B x d_m encoder output and the B x S
+        padding mask, ``step`` runs the decoder; the search options are the
+        constructor's. :func:`~delight_fairseq.inference.quantize.load_quantized`
+        builds its engines so."""
+        engine = cls.__new__(cls)
+        engine.model = None
+        engine._configure(
+            tgt_dict, beam, lenpen, max_len_a, max_len_b, min_len, unk_penalty
+        )
+        engine.normalize_scores = normalize_scores
+        engine.max_positions = max_positions
+        engine.device = torch.device("cpu") if device is None else device
+        engine.encode = encode
+        engine.step = step
+        engine.cache = KeyValueCache(step.n_blocks, step.head_dim)
+        return engine
+
+    def _configure(
+        self, tgt_dict, beam, lenpen, max_len_a, max_len_b, min_len, unk_penalty
+    ) -> None:
+        if beam < 1:
+            raise ValueError(f"beam is {beam}; it must be >= 1")
+        # quantize_engine's options once quantized, else None
+        self.int8 = None
         self.pad = tgt_dict.pad()
         self.unk = tgt_dict.unk()
         self.eos = tgt_dict.eos()
@@ -89,10 +149,12 @@ class Engine:
         self.max_len_b = max_len_b
         self.min_len = min_len
         self.unk_penalty = unk_penalty
-        self.normalize_scores = normalize_scores
-        self.max_positions = model.max_decoder_positions()
-        self.step = DecoderStep(model)
-        self.cache = KeyValueCache(self.step.n_blocks, self.step.head_dim)
+
+    def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        """The model's encoder: the S x B x d_m output and the B x S padding
+        mask (a quantized engine replaces this)."""
+        out = self.model.encoder(src_tokens, src_lengths=src_lengths)
+        return out["encoder_out"][0], out["encoder_padding_mask"][0]
 
     def max_len(self, src_width: int) -> int:
         """The longest hypothesis (without eos) for a batch ``src_width``
@@ -125,8 +187,9 @@ class Engine:
     # -- the search -------------------------------------------------------------
 
     def _search(self, src_tokens: Tensor, src_lengths: Tensor):
-        model = self.model
-        device = next(model.parameters()).device
+        device = self.device
+        if device is None:
+            device = next(self.model.parameters()).device
         src_tokens = src_tokens.to(device)
         src_lengths = src_lengths.to(device)
         bsz, src_width = src_tokens.shape[:2]
@@ -145,11 +208,10 @@ class Engine:
         if bsz == 0:
             return best_tokens, best_len, best_score
 
-        enc_out = model.encoder(src_tokens, src_lengths=src_lengths)
-        like = enc_out["encoder_out"][0]
+        like, padding_mask = self.encode(src_tokens, src_lengths)
         self.step.prepare(vocab, max_len + 1, bsz * beam, like)
         self.cache.reset(bsz * beam, max_len + 1, like)
-        enc = self.step.encoder_state(like, enc_out["encoder_padding_mask"][0])
+        enc = self.step.encoder_state(like, padding_mask)
 
         # token histories, ping-pong like the cache: column 0 is the bos (eos)
         tokens = torch.full((bsz * beam, max_len + 2), self.pad, **long)

@@ -1,26 +1,33 @@
-"""The decoder's parts as plain functions over the model's own weights.
+"""The model's parts as plain functions over the model's own weights.
 
-Each class here reads one module of a trained model (LinearNormAct,
-GroupLinear, DExTra, a decoder block's norms and projections) into a few
-tensor references and runs that module's eval-mode arithmetic: the same
-operations in the same order, on the fused GLT kernel where the module would
-use it, without the per-call costs of ``nn.Module`` (attribute look-ups,
-hooks, dropout no-ops, the autograd Function wrapper around the kernel).
-Decoding one token per hypothesis is hundreds of small operations per step,
-so those costs matter.
+Each class here reads one module of a trained model (Linear, LinearNormAct,
+GroupLinear, DExTra, a block's norms and projections, the embedding, the
+sinusoidal positions, the encoder) into a few tensor references and runs
+that module's eval-mode arithmetic: the same operations in the same order,
+on the fused GLT kernel where the module would use it, without the per-call
+costs of ``nn.Module`` (attribute look-ups, hooks, dropout no-ops, the
+autograd Function wrapper around the kernel). Decoding one token per
+hypothesis is hundreds of small operations per step, so those costs matter.
 
 A plan holds references, not copies: build it again after the model moves
-to another device or dtype (the engine builds one per batch).
+to another device or dtype (the engine builds one per batch). The
+projections are callables (:class:`Linear`), so that
+:mod:`.quantize` can put int8 ones in their place.
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from fairseq import utils
+from fairseq.modules.sinusoidal_positional_embedding import (
+    SinusoidalPositionalEmbedding,
+)
 from torch import Tensor
 
 from .. import fused
 from ..dextra import mix_grouped
+from ..group_linear import GroupLinear as _GroupLinearModule
 
 
 def glt_kernel(like: Tensor):
@@ -62,6 +69,19 @@ class Sublayer:
         return x if self.before else self.norm(x)
 
 
+class Linear:
+    """An nn.Linear's weights; ... x in -> ... x out."""
+
+    __slots__ = ("weight", "bias")
+
+    def __init__(self, module):
+        self.weight = module.weight
+        self.bias = module.bias
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
 class LinearNormAct:
     """Linear -> LayerNorm -> swish (group_linear.LinearNormAct); N x in."""
 
@@ -87,8 +107,8 @@ class GroupLinear:
     major, -> N x out."""
 
     __slots__ = (
-        "module",
         "groups",
+        "out_features",
         "weight",
         "bias",
         "norm_weight",
@@ -97,21 +117,29 @@ class GroupLinear:
     )
 
     def __init__(self, module):
-        self.module = module
         self.groups = module.groups
+        self.out_features = module.out_features
         self.weight = module.weight
         self.bias = module.bias
         self.norm_weight = module.norm_weight
         self.norm_bias = module.norm_bias
         self.shuffle = module.shuffle
 
-    def __call__(self, x: Tensor, kernel) -> Tensor:
+    def tail(self, y: Tensor, kernel) -> Tensor:
+        """bias + shuffle + group LayerNorm + swish of the products y (g x N
+        x out/g): the fused kernel, or the module's eager ``_tail`` (which
+        reads only the attributes this class shares with the module)."""
         if kernel is not None:
-            y = torch.bmm(x, self.weight)
             return kernel.forward(
                 y, self.bias, self.norm_weight, self.norm_bias, self.shuffle
             )[0]
-        return self.module._tail(torch.baddbmm(self.bias.unsqueeze(1), x, self.weight))
+        return _GroupLinearModule._tail(self, y + self.bias.unsqueeze(1))
+
+    def __call__(self, x: Tensor, kernel) -> Tensor:
+        if kernel is not None:
+            return self.tail(torch.bmm(x, self.weight), kernel)
+        y = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+        return _GroupLinearModule._tail(self, y)
 
 
 class DExTra:
@@ -145,21 +173,21 @@ class DecoderBlock:
         self.dextra = DExTra(layer.dextra)
         sa, ea, ffn = layer.self_attn, layer.encoder_attn, layer.ffn
         self.self_attn_norm = Sublayer(layer.self_attn_norm)
-        self.qkv = (sa.qkv_proj.weight, sa.qkv_proj.bias)
-        self.self_out = (sa.out_proj.weight, sa.out_proj.bias)
+        self.qkv = Linear(sa.qkv_proj)
+        self.self_out = Linear(sa.out_proj)
         self.self_scaling = sa.scaling
         self.encoder_attn_norm = Sublayer(layer.encoder_attn_norm)
-        self.q = (ea.q_proj.weight, ea.q_proj.bias)
-        self.kv = (ea.kv_proj.weight, ea.kv_proj.bias)
-        self.encoder_out = (ea.out_proj.weight, ea.out_proj.bias)
+        self.q = Linear(ea.q_proj)
+        self.kv = Linear(ea.kv_proj)
+        self.encoder_out = Linear(ea.out_proj)
         self.encoder_scaling = ea.scaling
         self.ffn_norm = Sublayer(layer.ffn_norm)
-        self.fc1 = (ffn.fc1.weight, ffn.fc1.bias)
-        self.fc2 = (ffn.fc2.weight, ffn.fc2.bias)
+        self.fc1 = Linear(ffn.fc1)
+        self.fc2 = Linear(ffn.fc2)
 
     def ffn(self, x: Tensor) -> Tensor:
         """The light FFN: Linear -> swish -> Linear."""
-        return F.linear(F.silu(F.linear(x, *self.fc1)), *self.fc2)
+        return self.fc2(F.silu(self.fc1(x)))
 
 
 class DecoderWeights:
@@ -171,10 +199,114 @@ class DecoderWeights:
             Norm(decoder.layer_norm) if decoder.layer_norm is not None else None
         )
         proj = decoder.project_out_dim
-        self.project_out = None if proj is None else (proj.weight, proj.bias)
+        self.project_out = None if proj is None else Linear(proj)
         out = decoder.output_projection
         # the output layer: the look-up table (tied) or its own matrix
         if out is None:
             self.output = (decoder.embed_tokens.table.weight, None)
         else:
             self.output = (out.weight, out.bias)
+
+
+# -- what the quantized engine runs instead of the modules -----------------------
+
+
+class Positions:
+    """fairseq's sinusoidal positions (SinusoidalPositionalEmbedding, the only
+    kind DeLighT builds): B x T tokens -> B x T x d_m, padding at zero."""
+
+    __slots__ = ("dim", "padding_idx", "weights")
+
+    def __init__(self, module):
+        if not isinstance(module, SinusoidalPositionalEmbedding):
+            raise TypeError(
+                f"expected sinusoidal positions, got {type(module).__name__}"
+            )
+        self.dim = module.embedding_dim
+        self.padding_idx = module.padding_idx
+        self.weights = module.weights
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        bsz, length = tokens.shape
+        if self.padding_idx + 1 + length > self.weights.size(0):
+            self.weights = SinusoidalPositionalEmbedding.get_embedding(
+                self.padding_idx + 1 + length, self.dim, self.padding_idx
+            ).to(self.weights)
+        positions = utils.make_positions(tokens, self.padding_idx)
+        return self.weights.index_select(0, positions.view(-1)).view(bsz, length, -1)
+
+
+class Embedding:
+    """A DeLighTEmbedding: look-up, scale, DExTra; B x T tokens -> B x T x d_m."""
+
+    __slots__ = ("table", "scale", "dextra")
+
+    def __init__(self, module):
+        self.table = module.table.weight
+        self.scale = module.embed_scale
+        self.dextra = DExTra(module.dextra)
+
+    def lookup(self, tokens: Tensor) -> Tensor:
+        return F.embedding(tokens, self.table)
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        x = self.lookup(tokens) * self.scale
+        x = self.dextra(x.reshape(-1, x.size(-1)), glt_kernel(x))
+        return x.view(*tokens.shape, -1)
+
+
+class EncoderBlock:
+    """One encoder block (delight_layer.DeLighTEncoderLayer)."""
+
+    def __init__(self, layer):
+        self.dextra = DExTra(layer.dextra)
+        self.self_attn_norm = Sublayer(layer.self_attn_norm)
+        self.qkv = Linear(layer.self_attn.qkv_proj)
+        self.self_out = Linear(layer.self_attn.out_proj)
+        self.scaling = layer.self_attn.scaling
+        self.ffn_norm = Sublayer(layer.ffn_norm)
+        self.fc1 = Linear(layer.ffn.fc1)
+        self.fc2 = Linear(layer.ffn.fc2)
+
+    def __call__(self, x: Tensor, padding: Optional[Tensor], kernel) -> Tensor:
+        """x: S x B x d_m; padding: B x 1 x S, True at padding (None: none)."""
+        length, bsz, d_m = x.shape
+        residual = x
+        h = self.dextra(self.self_attn_norm.pre(x).reshape(-1, d_m), kernel)
+        q, k, v = self.qkv(h.view(length, bsz, -1)).chunk(3, dim=-1)
+        q = (q * self.scaling).transpose(0, 1)
+        scores = torch.bmm(q, k.transpose(0, 1).transpose(1, 2))
+        if padding is not None:
+            scores = scores.masked_fill(padding, float("-inf"))
+        probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
+        h = torch.bmm(probs, v.transpose(0, 1)).transpose(0, 1)
+        x = self.self_attn_norm.post(self.self_out(h), residual)
+
+        norm = self.ffn_norm
+        h = norm.pre(x)
+        return norm.post(self.fc2(F.silu(self.fc1(h))), x)
+
+
+class Encoder:
+    """The DeLighT encoder (encoder.DeLighTEncoder.forward in eval mode)."""
+
+    def __init__(self, encoder):
+        self.embed = Embedding(encoder.embed_tokens)
+        self.positions = Positions(encoder.embed_positions)
+        self.blocks = [EncoderBlock(layer) for layer in encoder.layers]
+        self.final_norm: Optional[Norm] = (
+            Norm(encoder.layer_norm) if encoder.layer_norm is not None else None
+        )
+        self.padding_idx = encoder.padding_idx
+
+    def __call__(self, src_tokens: Tensor, src_lengths=None) -> Tuple[Tensor, Tensor]:
+        """src_tokens: B x S -> (S x B x d_m, the B x S padding mask)."""
+        padding = src_tokens.eq(self.padding_idx)
+        x = (self.embed(src_tokens) + self.positions(src_tokens)).transpose(0, 1)
+        mask = padding.unsqueeze(1) if bool(padding.any()) else None
+        kernel = glt_kernel(x)
+        for block in self.blocks:
+            x = block(x, mask, kernel)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, padding

@@ -111,6 +111,10 @@ class DecoderStep:
         self.n_blocks = len(decoder.layers)
         self.head_dim = decoder.layers[0].self_attn.proj_dim
         self.padding_idx = decoder.padding_idx
+        # the embedding and the positions, called on B x T tokens
+        self.embed_tokens = decoder.embed_tokens
+        self.embed_positions = decoder.embed_positions
+        self.embedding_dim = decoder.embed_tokens.embedding_dim
         self.weights = DecoderWeights(decoder)
         self.kernel = None
         self._token_table: Tensor = torch.empty(0)
@@ -126,19 +130,11 @@ class DecoderStep:
         build what does not depend on the sentence: the sinusoidal positions,
         room for the logits, and, once, the embedding of every target token
         (when V x d_m is at most MAX_TOKEN_TABLE)."""
-        decoder = self.decoder
-        self.weights = DecoderWeights(decoder)
+        self.weights = self.read_weights()
         self.kernel = glt_kernel(like)
-        logits = self._logits
-        if (
-            logits.size(0) < rows
-            or logits.size(1) != vocab_size
-            or logits.dtype != like.dtype
-            or logits.device != like.device
-        ):
-            self._logits = like.new_empty(rows, vocab_size)
+        self.reserve_logits(rows, vocab_size, like)
         table = self._token_table
-        d_m = decoder.embed_tokens.embedding_dim
+        d_m = self.embedding_dim
         if vocab_size * d_m <= MAX_TOKEN_TABLE and (
             table.size(0) != vocab_size
             or table.dtype != like.dtype
@@ -147,7 +143,7 @@ class DecoderStep:
             # the embedding (look-up, scale, DExTra) acts per token: run it
             # once over the vocabulary, and each step is a row gather
             ids = torch.arange(vocab_size, device=like.device)
-            self._token_table = decoder.embed_tokens(ids.unsqueeze(0))[0]
+            self._token_table = self.embed_tokens(ids.unsqueeze(0))[0]
         positions = self._positions
         if (
             positions.size(0) < steps
@@ -159,7 +155,17 @@ class DecoderStep:
             probe = torch.full(
                 (1, steps), self.padding_idx + 1, dtype=torch.long, device=like.device
             )
-            self._positions = decoder.embed_positions(probe)[0]
+            self._positions = self.embed_positions(probe)[0]
+
+    def reserve_logits(self, rows: int, vocab_size: int, like: Tensor) -> None:
+        """Room for rows x V logits (:meth:`output_layer` writes there)."""
+        self._logits = reuse_buffer(
+            self._logits, rows, vocab_size, like.dtype, like.device
+        )
+
+    def read_weights(self) -> DecoderWeights:
+        """The decoder's weights as they are now (read again per batch)."""
+        return DecoderWeights(self.decoder)
 
     def encoder_state(self, encoder_out: Tensor, padding_mask: Tensor) -> EncoderState:
         """encoder_out: S x B x d_m; padding_mask: B x S. Projects every
@@ -167,7 +173,7 @@ class DecoderStep:
         enc = encoder_out.transpose(0, 1)  # B x S x d_m
         keys, values = [], []
         for block in self.weights.blocks:
-            k, v = F.linear(enc, *block.kv).chunk(2, dim=-1)
+            k, v = block.kv(enc).chunk(2, dim=-1)
             keys.append(k.contiguous())
             values.append(v.contiguous())
         return EncoderState(keys, values, padding_mask.unsqueeze(1))
@@ -176,7 +182,7 @@ class DecoderStep:
         """tokens: rows -> rows x d_m, without positions."""
         if self._token_table.numel():
             return self._token_table.index_select(0, tokens)
-        return self.decoder.embed_tokens(tokens.unsqueeze(1)).squeeze(1)
+        return self.embed_tokens(tokens.unsqueeze(1)).squeeze(1)
 
     # -- the step -------------------------------------------------------------
 
@@ -198,7 +204,7 @@ class DecoderStep:
             # DExTra, then causal single-head self-attention over the cache
             residual = x
             norm = block.self_attn_norm
-            qkv = F.linear(block.dextra(norm.pre(x), kernel), *block.qkv)
+            qkv = block.qkv(block.dextra(norm.pre(x), kernel))
             q = qkv[:, :dh] * block.self_scaling
             kv_all[:, step, i] = qkv[:, dh:].view(rows, 2, dh)
             keys = kv_all[:, : step + 1, i, 0]
@@ -206,20 +212,20 @@ class DecoderStep:
             scores = torch.bmm(q.unsqueeze(1), keys.transpose(1, 2))
             probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
             h = torch.bmm(probs, values).view(rows, dh)
-            x = norm.post(F.linear(h, *block.self_out), residual)
+            x = norm.post(block.self_out(h), residual)
 
             # encoder-decoder attention: the beams of a sentence share its
             # keys and values
             residual = x
             norm = block.encoder_attn_norm
-            q = F.linear(norm.pre(x), *block.q) * block.encoder_scaling
+            q = block.q(norm.pre(x)) * block.encoder_scaling
             q = q.view(n_sent, rows // n_sent, dh)
             scores = torch.bmm(q, enc.keys[i].transpose(1, 2))
             if enc.any_padding:
                 scores = scores.masked_fill(enc.padding, float("-inf"))
             probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
             h = torch.bmm(probs, enc.values[i]).view(rows, dh)
-            x = norm.post(F.linear(h, *block.encoder_out), residual)
+            x = norm.post(block.encoder_out(h), residual)
 
             # the light FFN
             norm = block.ffn_norm
@@ -228,21 +234,32 @@ class DecoderStep:
         if weights.final_norm is not None:
             x = weights.final_norm(x)
         if weights.project_out is not None:
-            x = F.linear(x, *weights.project_out)
+            x = weights.project_out(x)
+        return self.log_probs(x)
+
+    def log_probs(self, x: Tensor) -> Tensor:
+        """rows x map_dim -> rows x V float32 log-probabilities."""
         return F.log_softmax(self.output_layer(x), dim=-1, dtype=torch.float32)
 
     def output_layer(self, x: Tensor) -> Tensor:
         """rows x map_dim -> rows x V, into a buffer reused across steps."""
         weight, bias = self.weights.output
         rows, vocab = x.size(0), weight.size(0)
-        out = self._logits
-        if (
-            out.size(0) < rows
-            or out.size(1) != vocab
-            or out.dtype != x.dtype
-            or out.device != x.device
-        ):
-            out = self._logits = x.new_empty(rows, vocab)
+        out = self._logits = reuse_buffer(self._logits, rows, vocab, x.dtype, x.device)
         if bias is not None:
             return torch.addmm(bias, x, weight.t(), out=out[:rows])
         return torch.mm(x, weight.t(), out=out[:rows])
+
+
+def reuse_buffer(buf: Tensor, rows: int, cols: int, dtype, device) -> Tensor:
+    """``buf`` if it holds rows x cols of this dtype and device, else a new
+    one."""
+    if (
+        buf.dim() != 2
+        or buf.size(0) < rows
+        or buf.size(1) != cols
+        or buf.dtype != dtype
+        or buf.device != device
+    ):
+        return torch.empty(rows, cols, dtype=dtype, device=device)
+    return buf
