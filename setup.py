@@ -45,6 +45,7 @@ setup(
     extras_require={
         # tensorboardX: fairseq-train --tensorboard-logdir (tests/test_precision_logging.py)
         "test": ["pytest>=8", "ruff>=0.6", "tensorboardX>=2.6"],
-        "bench": ["matplotlib>=3.7"],  # the benchmarks' plots
+        # matplotlib: the benchmarks' plots; ctranslate2: benchmarks/translate.py
+        "bench": ["matplotlib>=3.7", "ctranslate2>=4.8,<5"],
     },
 )

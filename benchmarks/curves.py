@@ -165,7 +165,11 @@ def main(argv=None):
                 model, args.minutes, args.every, args.seed
             )
             results_file.write_text(json.dumps(results, indent=2))
-    plot(results, args.minutes, multi30k.ROOT / "benchmarks" / f"curves_{args.minutes:g}min.png")
+    plot(
+        results,
+        args.minutes,
+        multi30k.ROOT / "benchmarks" / f"curves_{args.minutes:g}min.png",
+    )
     for key, r in sorted(results.items()):
         print(
             f"{key}: {r['params']:,} params, {r['points'][-1]['updates']} updates, "
