@@ -34,11 +34,12 @@ fairseq's ``label_smoothed_cross_entropy`` and once with
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from procstat import peak_rss_mib  # benchmarks/procstat.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / "benchmarks/out/multi30k_cpu/data-bin/multi30k_de_en"
@@ -179,9 +180,9 @@ def child_train(
         loss.backward()
         optim.step()
 
-    set_up = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    set_up = peak_rss_mib()
     step(samples[0])  # warm-up, not timed (its memory counts)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mib()
     if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -191,7 +192,7 @@ def child_train(
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     tokens = sum(int(s["ntokens"]) for s in samples[1:])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_mib()
     if pad_vocab:
         name = f"{name}, V {len(task.tgt_dict):,}, {CRITERIA[criterion]}"
     row = {
@@ -202,9 +203,9 @@ def child_train(
     if cuda:
         row["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
     else:
-        row["peak_rss_mib"] = peak / 1024
-        row["rss_over_setup_mib"] = (peak - set_up) / 1024
-        row["rss_growth_in_steps_mib"] = (peak - before) / 1024
+        row["peak_rss_mib"] = peak
+        row["rss_over_setup_mib"] = peak - set_up
+        row["rss_growth_in_steps_mib"] = peak - before
     return row
 
 

@@ -1,0 +1,404 @@
+"""Translation speed, memory and BLEU on the CPU: DeLighT through fairseq's beam
+search and through the lean engine (fp32, int8), against the shoot-out's fairseq
+transformer through fairseq and through CTranslate2 (float32, int8).
+
+    python benchmarks/translate.py --delight CKPT --transformer CKPT
+        [--lenpen-delight 1.0] [--lenpen-transformer 1.0] [--threads 1 2] [--beams 5 1]
+        [--engines ...] [--sentences N] [--out benchmarks/out/translate]
+
+e.g. --delight benchmarks/out/shootout/delight_d192/seed1/checkpoint_best.pt
+     --transformer benchmarks/out/shootout/transformer_256/seed1/checkpoint_best.pt
+
+Every engine translates the same Multi30k test sentences (the first ``--sentences``
+of test_2016_flickr.de) at each thread count and beam, one configuration at a time,
+each in a fresh process: its peak RSS is that process's VmHWM (the CTranslate2 ones
+never import torch), its CPU share (CPU time over wall time x threads) flags a run
+that shared the machine. All encode the raw text with the data-bin's spm.model; the
+outputs are sentencepiece-decoded and scored with sacreBLEU against the raw
+test_2016_flickr.en. Timed: subword pieces in, pieces out (dictionary look-ups,
+batching, search), after an untimed warm-up (WARMUP sentences). Batches of BATCH
+sentences in order of source length (fairseq's order; CTranslate2's
+``max_batch_size``, ``batch_type="examples"`` sorts the same way). Search:
+fairseq-generate's defaults (max length MAX_LEN, min 1) with the model's
+``--lenpen-*``; CTranslate2 gets the same beam, length penalty and maximum length,
+``inter_threads=1, intra_threads=N``. Target tokens: output subwords, eos excluded.
+
+Engines: ``delight-fairseq`` (fairseq's SequenceGenerator through
+``task.inference_step``, as fairseq-generate), ``delight-engine``
+(``delight_fairseq.inference.Engine``), ``delight-engine-int8`` (the engine after
+``delight_fairseq.inference.quantize.quantize_engine``; skipped when that module is
+absent), ``transformer-fairseq``, ``transformer-ct2`` and ``transformer-ct2-int8``
+(the checkpoint converted once by ``ct2-fairseq-converter``, run by
+``ctranslate2.Translator`` with compute_type float32 / int8). Writes
+OUT/results.json, OUT/table.md, OUT/translate.png (BLEU against sentences/s),
+OUT/hyps/ (each configuration's translations) and prints the table. Run it alone:
+the figures are wall-clock figures.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib import import_module
+from pathlib import Path
+
+from procstat import cpu_seconds, peak_rss_mib  # benchmarks/procstat.py
+
+BATCH = 64  # sentences per batch (the issue's setting)
+WARMUP = 8  # sentences translated once, untimed, before the clock starts
+MAX_LEN = 200  # fairseq-generate's max_len_b (max_len_a 0): output tokens, eos excluded
+CT2_DIR = "ct2_transformer"
+SOURCE = "test_2016_flickr.de"  # the references: multi30k.REFERENCES["test"]
+# engine -> (model flag, runner, option)
+ENGINES = {
+    "delight-fairseq": ("delight", "fairseq", None),
+    "delight-engine": ("delight", "engine", None),
+    "delight-engine-int8": ("delight", "engine", "int8"),
+    "transformer-fairseq": ("transformer", "fairseq", None),
+    "transformer-ct2": ("transformer", "ct2", "float32"),
+    "transformer-ct2-int8": ("transformer", "ct2", "int8"),
+}
+QUANTIZE_MODULE = "delight_fairseq.inference.quantize"
+
+
+# ----------------------------------------------------------------- the child
+def torch_translator(spec):
+    """pieces -> pieces through fairseq's generator or the engine (in this process)."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from fairseq import checkpoint_utils
+    from fairseq.data import data_utils
+
+    import delight_fairseq  # noqa: F401  (the plugin, before the checkpoint loads)
+
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
+        [spec["checkpoint"]], arg_overrides={"data": spec["data"]}
+    )
+    model = models[0].eval()
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    beam, lenpen = spec["beam"], spec["lenpen"]
+    if spec["runner"] == "fairseq":
+        from fairseq.dataclass.configs import GenerationConfig
+
+        generator = task.build_generator(
+            [model], GenerationConfig(beam=beam, lenpen=lenpen, max_len_b=MAX_LEN)
+        )
+
+        def search(tokens, lengths):
+            sample = {
+                "id": torch.arange(len(tokens)),
+                "net_input": {"src_tokens": tokens, "src_lengths": lengths},
+            }
+            hypos = task.inference_step(generator, [model], sample)
+            eos = tgt_dict.eos()
+            return [[t for t in h[0]["tokens"].tolist() if t != eos] for h in hypos]
+    else:
+        from delight_fairseq.inference.engine import Engine
+
+        engine = Engine(model, tgt_dict, beam=beam, lenpen=lenpen, max_len_b=MAX_LEN)
+        if spec["option"] == "int8":  # the hook returns None when it works in place
+            engine = import_module(QUANTIZE_MODULE).quantize_engine(engine) or engine
+        search = engine.translate
+
+    def translate(pieces):
+        ids = [
+            src_dict.encode_line(" ".join(p), add_if_not_exist=False).long()
+            for p in pieces
+        ]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out, pad, eos = [None] * len(ids), src_dict.pad(), src_dict.eos()
+        with torch.no_grad():
+            for start in range(0, len(order), BATCH):
+                batch = order[start : start + BATCH]
+                batch_ids = [ids[i] for i in batch]
+                tokens = data_utils.collate_tokens(batch_ids, pad, eos, left_pad=True)
+                lengths = torch.tensor([len(ids[i]) for i in batch])
+                for i, hyp in zip(batch, search(tokens, lengths)):
+                    out[i] = [tgt_dict[t] for t in hyp]
+        return out
+
+    return translate
+
+
+def ct2_translator(spec):
+    """pieces -> pieces through ctranslate2.Translator (no torch in this process)."""
+    import ctranslate2
+
+    translator = ctranslate2.Translator(
+        spec["ct2_model"],
+        device="cpu",
+        compute_type=spec["option"],
+        inter_threads=1,
+        intra_threads=spec["threads"],
+    )
+
+    def translate(pieces):
+        results = translator.translate_batch(
+            pieces,
+            max_batch_size=BATCH,
+            batch_type="examples",
+            beam_size=spec["beam"],
+            length_penalty=spec["lenpen"],
+            max_decoding_length=MAX_LEN,
+        )
+        return [r.hypotheses[0] for r in results]
+
+    return translate
+
+
+def child(spec: dict) -> dict:
+    """One configuration: translate, write the hypotheses, report time and memory."""
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=spec["spm"])
+    lines = Path(spec["source"]).read_text(encoding="utf-8").splitlines()
+    pieces = [sp.encode(line, out_type=str) for line in lines[: spec["sentences"]]]
+    make = ct2_translator if spec["runner"] == "ct2" else torch_translator
+    translate = make(spec)
+    translate(pieces[:WARMUP])
+    cpu, start = cpu_seconds(), time.perf_counter()
+    out = translate(pieces)
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    hyps = [sp.decode(p) for p in out]
+    Path(spec["hyps"]).write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "target_tokens": sum(len(p) for p in out),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+# ---------------------------------------------------------------- the parent
+def convert(transformer: Path, data: Path, dest: Path) -> Path:
+    """The transformer in CTranslate2's format (float32 weights; int8 at load time)."""
+    tool = str(Path(sys.executable).parent / "ct2-fairseq-converter")
+    cmd = [tool, "--model_path", str(transformer), "--data_dir", str(data),
+           "--output_dir", str(dest), "--force"]  # fmt: skip
+    # fairseq checkpoints pickle their arguments: newer converters load them only
+    # when told to (older ones always did)
+    flag = "--unsafe_deserialization"
+    if flag in subprocess.run([tool, "--help"], capture_output=True, text=True).stdout:
+        cmd.append(flag)
+    log = dest.parent / "ct2_convert.log"
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        sys.exit(f"ct2-fairseq-converter failed (rc {proc.returncode}): see {log}")
+    return dest
+
+
+def run_child(spec: dict) -> dict:
+    n = str(spec["threads"])
+    env = dict(os.environ, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
+    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(
+            f"{spec['label']} failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def score(hyps_file: Path, refs) -> dict:
+    import sacrebleu
+
+    hyps = hyps_file.read_text(encoding="utf-8").splitlines()
+    if len(hyps) != len(refs):
+        raise ValueError(f"{hyps_file}: {len(hyps)} lines for {len(refs)} references")
+    bleu = sacrebleu.corpus_bleu(hyps, [refs])
+    return {"bleu": round(bleu.score, 2), "bp": round(bleu.bp, 3)}
+
+
+def table(results: dict) -> str:
+    rows = [
+        "| engine | threads | beam | sentences/s | target tokens/s | peak RSS "
+        "| CPU share | sacreBLEU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["runs"]:
+        rows.append(
+            f"| {r['engine']} | {r['threads']} | {r['beam']} | "
+            f"{r['sentences_per_s']:.1f} | {r['target_tokens_per_s']:,.0f} | "
+            f"{r['peak_rss_mib']:,.0f} MiB | {r['cpu_share']:.0%} | {r['bleu']:.2f} |"
+        )
+    notes = [f"- {e}: skipped, {why}" for e, why in results["skipped"].items()]
+    head = (
+        f"{results['sentences']} Multi30k test sentences, batches of {BATCH}, "
+        f"lenpen DeLighT {results['lenpen']['delight']}, transformer "
+        f"{results['lenpen']['transformer']}; {results['versions']}"
+    )
+    return "\n".join([head, "", *rows, *([""] + notes if notes else [])]) + "\n"
+
+
+def plot(results: dict, path: Path):
+    import logging
+
+    # before the import: fairseq set the root logger to DEBUG
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    beams = sorted({r["beam"] for r in results["runs"]}, reverse=True)
+    fig, axes = plt.subplots(
+        1, len(beams), figsize=(6 * len(beams) + 2, 4.5), squeeze=False
+    )
+    colors = dict(zip(ENGINES, plt.cm.tab10.colors))
+    markers = {1: "o", 2: "s"}
+    for ax, beam in zip(axes[0], beams):
+        for r in results["runs"]:
+            if r["beam"] == beam:
+                ax.plot(r["sentences_per_s"], r["bleu"], markers.get(r["threads"], "x"),
+                        color=colors[r["engine"]], markersize=8,
+                        label=f"{r['engine']}, {r['threads']} thr")  # fmt: skip
+        ax.set_title(f"beam {beam}")
+        ax.set_xscale("log")
+        ax.set_xlabel("sentences/s (CPU; circle 1 thread, square 2)")
+        ax.set_ylabel("sacreBLEU")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(
+        f"Multi30k De->En test, {results['sentences']} sentences: BLEU against speed"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name):
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"{name} absent"
+
+    return ", ".join(of(n) for n in ("torch", "fairseq-fixed", "ctranslate2"))
+
+
+def check(parser, args, data: Path) -> dict:
+    """The data-bin and the checkpoints the chosen engines need; returns them."""
+    for needed in (data / "spm.model", data / "dict.de.txt"):
+        if not needed.is_file():
+            parser.error(
+                f"--data: no {needed.name} in {data} (delight-prep multi30k_de_en)"
+            )
+    checkpoints = {"delight": args.delight, "transformer": args.transformer}
+    for model in sorted({ENGINES[e][0] for e in args.engines}):
+        path = checkpoints[model]
+        if path is None or not path.is_file():
+            users = ", ".join(e for e in args.engines if ENGINES[e][0] == model)
+            why = "no checkpoint given" if path is None else f"no file at {path}"
+            parser.error(
+                f"--{model}: {why} ({users} need it; or leave them out with --engines)"
+            )
+    return checkpoints
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--delight", type=Path, help="the DeLighT checkpoint")
+    parser.add_argument("--transformer", type=Path, help="the fairseq transformer's")
+    parser.add_argument("--lenpen-delight", type=float, default=1.0)
+    parser.add_argument("--lenpen-transformer", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--beams", type=int, nargs="+", default=[5, 1])
+    parser.add_argument(
+        "--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES)
+    )
+    parser.add_argument(
+        "--sentences", type=int, help="the first N (default: all 1,000)"
+    )
+    parser.add_argument("--data", type=Path, help="the Multi30k data-bin")
+    parser.add_argument("--out", type=Path, help="default benchmarks/out/translate")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import multi30k
+
+    data = args.data or multi30k.DATA_BIN
+    out = args.out or multi30k.OUT / "translate"
+    checkpoints = check(parser, args, data)
+    lenpens = {"delight": args.lenpen_delight, "transformer": args.lenpen_transformer}
+    refs = (multi30k.RAW / multi30k.REFERENCES["test"]).read_text(encoding="utf-8")
+    refs = refs.splitlines()[: args.sentences]
+    skipped, engines = {}, []
+    for engine in args.engines:
+        _, runner, option = ENGINES[engine]
+        if runner == "ct2" and not importable("ctranslate2"):
+            skipped[engine] = "ctranslate2 is not installed (pip install -e '.[bench]')"
+        elif (
+            runner == "engine" and option == "int8" and not importable(QUANTIZE_MODULE)
+        ):
+            skipped[engine] = f"{QUANTIZE_MODULE} is not in this checkout"
+        else:
+            engines.append(engine)
+    (out / "hyps").mkdir(parents=True, exist_ok=True)
+    ct2_model = None
+    if any(ENGINES[e][1] == "ct2" for e in engines):
+        ct2_model = convert(args.transformer, data, out / CT2_DIR)
+
+    results = {
+        "sentences": len(refs),
+        "batch": BATCH,
+        "lenpen": lenpens,
+        "checkpoints": {k: str(v) for k, v in checkpoints.items() if v},
+        "versions": versions(),
+        "cpus": os.cpu_count(),
+        "skipped": skipped,
+        "runs": [],
+    }
+    for threads, beam, engine in itertools.product(args.threads, args.beams, engines):
+        model, runner, option = ENGINES[engine]
+        label = f"{engine}_t{threads}_b{beam}"
+        spec = dict(
+            label=label, runner=runner, option=option, threads=threads, beam=beam,
+            lenpen=lenpens[model], checkpoint=str(checkpoints[model]), data=str(data),
+            ct2_model=str(ct2_model), spm=str(data / "spm.model"),
+            source=str(multi30k.RAW / SOURCE), sentences=len(refs),
+            hyps=str(out / "hyps" / f"{label}.en"),
+        )  # fmt: skip
+        print(f"running {label} ...", file=sys.stderr, flush=True)
+        got = run_child(spec)
+        cpu_share = got["cpu_seconds"] / (got["seconds"] * threads)
+        if cpu_share < multi30k.MIN_CPU_SHARE:
+            multi30k.logger.warning(
+                "%s used %.0f%% of its %d thread(s): something else ran beside it, "
+                "its speed is not comparable", label, 100 * cpu_share, threads,
+            )  # fmt: skip
+        results["runs"].append(
+            {
+                "engine": engine, "threads": threads, "beam": beam,
+                "lenpen": lenpens[model], "seconds": round(got["seconds"], 2),
+                "sentences_per_s": round(len(refs) / got["seconds"], 2),
+                "target_tokens": got["target_tokens"],
+                "target_tokens_per_s": round(got["target_tokens"] / got["seconds"], 1),
+                "peak_rss_mib": round(got["peak_rss_mib"], 1),
+                "cpu_share": round(cpu_share, 3),
+                **score(Path(spec["hyps"]), refs),
+            }
+        )  # fmt: skip
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "table.md").write_text(table(results))
+    if results["runs"]:
+        plot(results, out / "translate.png")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
