@@ -378,8 +378,10 @@ def main(argv=None):
         cpu_share = got["cpu_seconds"] / (got["seconds"] * threads)
         if cpu_share < multi30k.MIN_CPU_SHARE:
             multi30k.logger.warning(
-                "%s used %.0f%% of its %d thread(s): something else ran beside it, "
-                "its speed is not comparable", label, 100 * cpu_share, threads,
+                "%s used %.0f%% of its %d thread(s): either something else ran "
+                "beside it (then its speed is not comparable) or the engine left "
+                "its threads idle (CTranslate2 int8 with 2 threads did, alone)",
+                label, 100 * cpu_share, threads,
             )  # fmt: skip
         results["runs"].append(
             {
