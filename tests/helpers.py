@@ -84,16 +84,35 @@ def preprocess(raw, dest, src="src", tgt="tgt", joined=True):
     return dest
 
 
+#: A tiny DeLighT as builder keyword arguments (``build("delight", **TINY_SHAPE)``):
+#: d_m 32, embedding DExTra depth 2, 2 + 2 blocks of DExTra depth 2 -> 3.
+TINY_SHAPE = dict(
+    delight_emb_out_dim=32,
+    delight_emb_depth=2,
+    delight_enc_layers=2,
+    delight_enc_min_depth=2,
+    delight_enc_max_depth=3,
+    delight_dec_layers=2,
+    delight_dec_min_depth=2,
+    delight_dec_max_depth=3,
+)
+#: every dropout off, as builder keyword arguments (NO_DROPOUT below: as flags)
+DROPOUT_OFF = dict(
+    dropout=0.0,
+    attention_dropout=0.0,
+    delight_dropout=0.0,
+    delight_emb_dropout=0.0,
+    pe_dropout=0.0,
+    ffn_dropout=0.0,
+)
+
 #: A small DeLighT that learns the synthetic task in seconds.
 TINY_MODEL = (
     "--arch delight --delight-emb-out-dim 64 --delight-emb-depth 2 --share-all-embeddings "
     "--delight-enc-layers 2 --delight-enc-min-depth 2 --delight-enc-max-depth 3 "
     "--delight-dec-layers 2 --delight-dec-min-depth 2 --delight-dec-max-depth 3"
 ).split()
-NO_DROPOUT = (
-    "--dropout 0 --attention-dropout 0 --delight-dropout 0 --delight-emb-dropout 0 "
-    "--pe-dropout 0 --ffn-dropout 0"
-).split()
+NO_DROPOUT = [x for name in DROPOUT_OFF for x in ("--" + name.replace("_", "-"), "0")]
 TRAIN = [
     *"--criterion delight_label_smoothed_cross_entropy --label-smoothing 0.1".split(),
     *"--optimizer adam --adam-betas".split(),

@@ -18,6 +18,7 @@ from delight_fairseq.tools.synthetic import write_corpus
 
 from helpers import (
     TINY_MODEL,
+    TINY_SHAPE,
     TRAIN,
     USER_DIR,
     build,
@@ -28,16 +29,6 @@ from helpers import (
 
 VOCAB = 50
 PAD = 1
-TINY = dict(
-    delight_emb_out_dim=32,
-    delight_emb_depth=2,
-    delight_enc_layers=2,
-    delight_enc_min_depth=2,
-    delight_enc_max_depth=3,
-    delight_dec_layers=2,
-    delight_dec_min_depth=2,
-    delight_dec_max_depth=3,
-)
 # every dropout of the base architecture is on (0.1): the rerun must redraw it
 MODES = {
     "block": dict(checkpoint_activations=True),
@@ -48,7 +39,7 @@ MODES = {
 
 def tiny(seed=0, **flags):
     torch.manual_seed(seed)
-    return build("delight", src_vocab=VOCAB, **TINY, **flags)
+    return build("delight", src_vocab=VOCAB, **TINY_SHAPE, **flags)
 
 
 def batch():

@@ -28,7 +28,7 @@ from delight_fairseq import compiling
 from delight_fairseq.dextra import DExTra
 from delight_fairseq.group_linear import GroupLinear, LinearNormAct
 
-from helpers import USER_DIR, build, make_dictionary
+from helpers import DROPOUT_OFF, TINY_SHAPE, USER_DIR, build, make_dictionary
 
 # end to end: fairseq's CLIs, processes or real corpora (scripts/test.sh -m 'not slow' skips)
 pytestmark = pytest.mark.slow
@@ -38,24 +38,7 @@ VOCAB = 50
 
 def tiny_model():
     torch.manual_seed(0)
-    return build(
-        "delight",
-        src_vocab=VOCAB,
-        delight_emb_out_dim=32,
-        delight_emb_depth=2,
-        delight_enc_layers=2,
-        delight_dec_layers=2,
-        delight_enc_min_depth=2,
-        delight_enc_max_depth=3,
-        delight_dec_min_depth=2,
-        delight_dec_max_depth=3,
-        dropout=0.0,
-        attention_dropout=0.0,
-        delight_dropout=0.0,
-        delight_emb_dropout=0.0,
-        pe_dropout=0.0,
-        ffn_dropout=0.0,
-    )
+    return build("delight", src_vocab=VOCAB, **TINY_SHAPE, **DROPOUT_OFF)
 
 
 def loss_and_grads(model, run, src, lengths, prev):
@@ -141,14 +124,6 @@ def test_scripted_sequence_generator_beam_search():
 # structure and hence one set of graphs, which the tests reuse.
 
 PAD = 1
-NO_DROPOUT = dict(
-    dropout=0.0,
-    attention_dropout=0.0,
-    delight_dropout=0.0,
-    delight_emb_dropout=0.0,
-    pe_dropout=0.0,
-    ffn_dropout=0.0,
-)
 # float32; Inductor reorders the matmuls' and LayerNorms' sums (and the eager
 # side runs the fused GLT kernel), so the results agree to rounding, not bits
 LOGITS_TOL = dict(rtol=1e-4, atol=1e-5)
@@ -159,15 +134,7 @@ def uniform_model(seed=0, **flags):
     """A tiny model whose block DExTras all have one structure."""
     torch.manual_seed(seed)
     cfg = dict(
-        delight_emb_out_dim=32,
-        delight_emb_depth=2,
-        delight_enc_layers=2,
-        delight_dec_layers=2,
-        delight_enc_min_depth=2,
-        delight_enc_max_depth=2,
-        delight_dec_min_depth=2,
-        delight_dec_max_depth=2,
-        **NO_DROPOUT,
+        TINY_SHAPE, delight_enc_max_depth=2, delight_dec_max_depth=2, **DROPOUT_OFF
     )
     cfg.update(flags)
     return build("delight", src_vocab=VOCAB, **cfg)

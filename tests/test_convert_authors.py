@@ -24,18 +24,9 @@ from delight_fairseq.tools.convert_authors import (
     main,
 )
 
-from helpers import build, make_dictionary
+from helpers import TINY_SHAPE, build, make_dictionary
 
-TINY = dict(
-    delight_emb_out_dim=64,
-    delight_emb_depth=2,
-    delight_enc_layers=2,
-    delight_enc_min_depth=2,
-    delight_enc_max_depth=3,
-    delight_dec_layers=2,
-    delight_dec_min_depth=2,
-    delight_dec_max_depth=3,
-)
+TINY = dict(TINY_SHAPE, delight_emb_out_dim=64)
 CASES = {
     # one table, tied output; one-group GLTs in every encoder DExTra
     "shared": dict(

@@ -24,27 +24,9 @@ from delight_fairseq.builder import build_model
 from delight_fairseq.inference import Engine
 from delight_fairseq.tools.synthetic import sentence_pair
 
-from helpers import build, make_dictionary
+from helpers import DROPOUT_OFF, TINY_SHAPE, build, make_dictionary
 
 VOCAB = 40
-SMALL = dict(
-    delight_emb_out_dim=32,
-    delight_emb_depth=2,
-    delight_enc_layers=2,
-    delight_dec_layers=2,
-    delight_enc_min_depth=2,
-    delight_enc_max_depth=3,
-    delight_dec_min_depth=2,
-    delight_dec_max_depth=3,
-)
-NO_DROPOUT = dict(
-    dropout=0.0,
-    attention_dropout=0.0,
-    delight_dropout=0.0,
-    delight_emb_dropout=0.0,
-    pe_dropout=0.0,
-    ffn_dropout=0.0,
-)
 #: model variants: post-norm or pre-norm blocks, untied or tied output layer,
 #: with or without the projection d_m -> map_dim before it
 VARIANTS = {
@@ -174,7 +156,7 @@ def random_model(variant):
     if variant not in _random_models:
         torch.manual_seed(0)
         model = build(
-            "delight", src_vocab=VOCAB, **SMALL, **NO_DROPOUT, **VARIANTS[variant]
+            "delight", src_vocab=VOCAB, **TINY_SHAPE, **DROPOUT_OFF, **VARIANTS[variant]
         )
         model = model.double().eval()
         d = make_dictionary(VOCAB)
@@ -218,7 +200,7 @@ def test_beam_capped_by_a_tiny_vocabulary():
     """Beam 10 over 8 symbols: fairseq caps the beam at V - 1 = 7, and the
     candidates run out of finite scores (pad, and eos before min_len)."""
     torch.manual_seed(0)
-    model = build("delight", src_vocab=8, **SMALL, **NO_DROPOUT).double().eval()
+    model = build("delight", src_vocab=8, **TINY_SHAPE, **DROPOUT_OFF).double().eval()
     d = make_dictionary(8)
     src, lengths = left_padded(random_sources(3, seed=2, vocab=8), d)
     assert Engine(model, d, beam=10).beam == 7
@@ -289,7 +271,13 @@ def train_tiny(pairs, d: Dictionary, steps=50, **overrides):
     enough that beam search still differs from greedy search."""
     torch.manual_seed(0)
     model = build_model(
-        "delight", d, None, **SMALL, delight_emb_map_dim=32, **NO_DROPOUT, **overrides
+        "delight",
+        d,
+        None,
+        **TINY_SHAPE,
+        delight_emb_map_dim=32,
+        **DROPOUT_OFF,
+        **overrides,
     )
     opt = torch.optim.Adam(model.parameters(), lr=5e-3, betas=(0.9, 0.98))
     rng = random.Random(0)
