@@ -16,7 +16,6 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 from fairseq.data import Dictionary, data_utils
 from fairseq.sequence_generator import SequenceGenerator
 
@@ -24,7 +23,14 @@ from delight_fairseq.builder import build_model
 from delight_fairseq.inference import Engine
 from delight_fairseq.tools.synthetic import sentence_pair
 
-from helpers import DROPOUT_OFF, TINY_SHAPE, build, make_dictionary
+from helpers import (
+    DROPOUT_OFF,
+    TINY_SHAPE,
+    build,
+    encode_words,
+    make_dictionary,
+    train_on_pairs,
+)
 
 VOCAB = 40
 #: model variants: post-norm or pre-norm blocks, untied or tied output layer,
@@ -261,10 +267,6 @@ def synthetic_pairs(n, seed):
     return [sentence_pair(rng) for _ in range(n)]
 
 
-def encode(d: Dictionary, text: str) -> torch.Tensor:
-    return torch.tensor([d.index(w) for w in text.split()] + [d.eos()])
-
-
 def train_tiny(pairs, d: Dictionary, steps=50, **overrides):
     """A tiny DeLighT trained in-process on the synthetic task, briefly: it
     has learned enough that hypotheses end at different lengths, and little
@@ -279,28 +281,7 @@ def train_tiny(pairs, d: Dictionary, steps=50, **overrides):
         **DROPOUT_OFF,
         **overrides,
     )
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3, betas=(0.9, 0.98))
-    rng = random.Random(0)
-    model.train()
-    for _ in range(steps):
-        batch = rng.sample(pairs, 32)
-        src, lengths = left_padded([encode(d, s) for s, _ in batch], d)
-        tgt = [encode(d, t) for _, t in batch]
-        target = data_utils.collate_tokens(tgt, d.pad(), d.eos())
-        prev = data_utils.collate_tokens(
-            tgt, d.pad(), d.eos(), move_eos_to_beginning=True
-        )
-        logits, _ = model(src, lengths, prev)
-        loss = F.cross_entropy(
-            logits.view(-1, logits.size(-1)),
-            target.view(-1),
-            ignore_index=d.pad(),
-            label_smoothing=0.1,
-        )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return train_on_pairs(model, d, pairs, steps, batch_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +294,7 @@ def synthetic():
         for w in f"{s} {t}".split():
             d.add_symbol(w)
     test = synthetic_pairs(40, seed=7)
-    src, lengths = left_padded([encode(d, s) for s, _ in test], d)
+    src, lengths = left_padded([encode_words(d, s) for s, _ in test], d)
     return d, train, src, lengths
 
 

@@ -21,13 +21,7 @@ import io
 
 import pytest
 import torch
-from test_engine import (
-    encode,
-    left_padded,
-    random_model,
-    synthetic_pairs,
-    train_tiny,
-)
+from test_engine import left_padded, random_model, synthetic_pairs, train_tiny
 
 from delight_fairseq.inference import Engine, qlayers
 from delight_fairseq.inference import functional as fn
@@ -37,6 +31,8 @@ from delight_fairseq.inference.quantize import (
     save_quantized,
     weight_bytes,
 )
+
+from helpers import encode_words
 
 LIKELY = -10.0
 MAX_ABS_DIFF = 0.5
@@ -58,8 +54,8 @@ def trained():
             d.add_symbol(w)
     model = train_tiny(train, d, share_all_embeddings=True)
     test = synthetic_pairs(40, seed=7)
-    src, lengths = left_padded([encode(d, s) for s, _ in test], d)
-    targets = [encode(d, t) for _, t in test]
+    src, lengths = left_padded([encode_words(d, s) for s, _ in test], d)
+    targets = [encode_words(d, t) for _, t in test]
     prefix = data_utils.collate_tokens(
         targets, d.pad(), d.eos(), move_eos_to_beginning=True
     )

@@ -20,15 +20,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from fairseq.data import Dictionary, data_utils
+from fairseq.data import Dictionary
 
 from delight_fairseq.inference import loading
 from delight_fairseq.inference import translate as tr
 from delight_fairseq.inference.text import build_codec, read_prep_settings
 from delight_fairseq.tools.synthetic import sentence_pair
 
-from helpers import NO_DROPOUT, REPO, TINY_MODEL, USER_DIR
+from helpers import NO_DROPOUT, REPO, TINY_MODEL, USER_DIR, train_on_pairs
 
 MAX_SOURCE_POSITIONS = 32  # small, so that an over-long line is easy to write
 
@@ -76,32 +75,7 @@ def save_checkpoint(folder: Path, pairs, steps: int, name="checkpoint_best.pt"):
     task = tasks.setup_task(cfg.task)
     torch.manual_seed(0)
     model = task.build_model(cfg.model)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3, betas=(0.9, 0.98))
-
-    def encode(text):
-        return torch.tensor([d.index(w) for w in text.split()] + [d.eos()])
-
-    rng = random.Random(0)
-    model.train()
-    for _ in range(steps):
-        batch = rng.sample(pairs, 64)
-        srcs = [encode(s) for s, _ in batch]
-        src = data_utils.collate_tokens(srcs, d.pad(), d.eos(), left_pad=True)
-        tgt = [encode(t) for _, t in batch]
-        target = data_utils.collate_tokens(tgt, d.pad(), d.eos())
-        prev = data_utils.collate_tokens(
-            tgt, d.pad(), d.eos(), move_eos_to_beginning=True
-        )
-        logits, _ = model(src, torch.tensor([s.numel() for s in srcs]), prev)
-        loss = F.cross_entropy(
-            logits.view(-1, logits.size(-1)),
-            target.view(-1),
-            ignore_index=d.pad(),
-            label_smoothing=0.1,
-        )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_on_pairs(model, d, pairs, steps, batch_size=64)
     state = {
         "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "args": None,
