@@ -62,6 +62,7 @@ fi
 
 mkdir -p "$OUT" "$SITE"
 export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PATH="$SITE/bin:$PATH"  # fairseq-train and friends, for tests/gpu
 start=$(date +%s)
 "$PY" - <<'PY' >&2
 import torch

@@ -4,6 +4,7 @@ Import it as ``from helpers import ...``; pytest fixtures live in conftest.py.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,8 +49,11 @@ def run_cli(tool, *args, stdin=None, env=None, check=True):
     full_env = dict(os.environ, **(env or {}))
     if isinstance(stdin, str):
         stdin = stdin.encode("utf-8")
+    # this environment's script; else the one on PATH (pip --target installs,
+    # as benchmarks/device_check.sh makes them, put scripts elsewhere)
+    exe = BIN / tool if (BIN / tool).exists() else shutil.which(tool) or BIN / tool
     proc = subprocess.run(
-        [str(BIN / tool), *map(str, args)],
+        [str(exe), *map(str, args)],
         input=stdin,
         capture_output=True,
         timeout=900,
