@@ -26,8 +26,7 @@ fairseq-generate's defaults (max length MAX_LEN, min 1) with the model's
 Engines: ``delight-fairseq`` (fairseq's SequenceGenerator through
 ``task.inference_step``, as fairseq-generate), ``delight-engine``
 (``delight_fairseq.inference.Engine``), ``delight-engine-int8`` (the engine after
-``delight_fairseq.inference.quantize.quantize_engine``; skipped when that module is
-absent), ``transformer-fairseq``, ``transformer-ct2`` and ``transformer-ct2-int8``
+``Engine(..., int8=True)``), ``transformer-fairseq``, ``transformer-ct2`` and ``transformer-ct2-int8``
 (the checkpoint converted once by ``ct2-fairseq-converter``, run by
 ``ctranslate2.Translator`` with compute_type float32 / int8). Writes
 OUT/results.json, OUT/table.md, OUT/translate.png (BLEU against sentences/s),
@@ -42,7 +41,6 @@ import os
 import subprocess
 import sys
 import time
-from importlib import import_module
 from pathlib import Path
 
 from procstat import cpu_seconds, peak_rss_mib  # benchmarks/procstat.py
@@ -61,7 +59,6 @@ ENGINES = {
     "transformer-ct2": ("transformer", "ct2", "float32"),
     "transformer-ct2-int8": ("transformer", "ct2", "int8"),
 }
-QUANTIZE_MODULE = "delight_fairseq.inference.quantize"
 
 
 # ----------------------------------------------------------------- the child
@@ -99,9 +96,10 @@ def torch_translator(spec):
     else:
         from delight_fairseq.inference.engine import Engine
 
-        engine = Engine(model, tgt_dict, beam=beam, lenpen=lenpen, max_len_b=MAX_LEN)
-        if spec["option"] == "int8":  # the hook returns None when it works in place
-            engine = import_module(QUANTIZE_MODULE).quantize_engine(engine) or engine
+        engine = Engine(
+            model, tgt_dict, beam=beam, lenpen=lenpen, max_len_b=MAX_LEN,
+            int8=spec["option"] == "int8",
+        )  # fmt: skip
         search = engine.translate
 
     def translate(pieces):
@@ -339,13 +337,9 @@ def main(argv=None):
     refs = refs.splitlines()[: args.sentences]
     skipped, engines = {}, []
     for engine in args.engines:
-        _, runner, option = ENGINES[engine]
+        runner = ENGINES[engine][1]
         if runner == "ct2" and not importable("ctranslate2"):
             skipped[engine] = "ctranslate2 is not installed (pip install -e '.[bench]')"
-        elif (
-            runner == "engine" and option == "int8" and not importable(QUANTIZE_MODULE)
-        ):
-            skipped[engine] = f"{QUANTIZE_MODULE} is not in this checkout"
         else:
             engines.append(engine)
     (out / "hyps").mkdir(parents=True, exist_ok=True)
