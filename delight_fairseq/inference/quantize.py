@@ -38,8 +38,7 @@ int8 one with the defaults 3.43 s / 0.56 s.
 
 Test BLEU (sacreBLEU, 1000 sentences) float32 -> int8, batches of 64
 sentences (benchmarks/translate.py): 36.87 -> 36.86 for that model (lenpen 2),
-37.51 -> 37.53 for the d_m = 128 one (lenpen 3); with batches of 6,000 tokens
-37.11 and 37.80 (the activations' scale is each call's).
+37.51 -> 37.53 for the d_m = 128 one (lenpen 3).
 
 A quantized engine owns its weights: it no longer reads the model, which is
 left as it was. It runs in float32 on the CPU, whatever the model's dtype.
