@@ -6,7 +6,11 @@ logits) on the same N x V logits, forward and backward. Each runs in a fresh
 process; the figure is the growth of the peak resident set over the logits
 themselves, so it counts every N x V tensor the loss creates.
 
-    python benchmarks/criterion_memory.py --vocab 44000 --tokens 4096 [--json out.json]
+``chunked`` is the criterion's ``--loss-chunk-tokens`` (N / ``--chunks`` tokens at a
+time): it starts from the decoder's features (N x ``--dim``) and the output weight
+(V x ``--dim``), so its figure is the growth over those, the logits included.
+
+    python benchmarks/criterion_memory.py --vocab 44000 --tokens 4096 [--chunks 8] [--json out.json]
 """
 
 import argparse
@@ -15,17 +19,46 @@ import resource
 import subprocess
 import sys
 
+WHICH = ("fairseq", "delight", "chunked")
+
 
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(which: str, vocab: int, tokens: int) -> float:
+DIM = 64  # the features' width in the chunked case
+
+
+def measure_chunked(vocab: int, tokens: int, chunks: int) -> float:
+    import torch
+
+    from delight_fairseq.criterion import chunked_cross_entropy
+
+    torch.manual_seed(0)
+    features = torch.randn(tokens, DIM, requires_grad=True)
+    weight = (0.1 * torch.randn(vocab, DIM)).requires_grad_()
+    target = torch.randint(4, vocab, (tokens,))
+    target[: tokens // 10] = 1  # some padding
+    small = torch.randn(4, DIM, requires_grad=True)
+    chunked_cross_entropy(small, weight[:8], torch.tensor([1, 2, 3, 1]), 0.1, 1, 2)[
+        0
+    ].backward()
+    before = peak_mib()
+    loss, _, _ = chunked_cross_entropy(
+        features, weight, target, 0.1, 1, -(-tokens // chunks)
+    )
+    loss.backward()
+    return peak_mib() - before
+
+
+def measure(which: str, vocab: int, tokens: int, chunks: int) -> float:
     import torch
     from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
     from delight_fairseq.criterion import smoothed_cross_entropy
 
+    if which == "chunked":
+        return measure_chunked(vocab, tokens, chunks)
     torch.manual_seed(0)
     logits = torch.randn(tokens, vocab, requires_grad=True)
     target = torch.randint(4, vocab, (tokens,))
@@ -50,17 +83,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=44_000)
     parser.add_argument("--tokens", type=int, default=4_096)
+    parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument(
-        "--child", choices=["fairseq", "delight"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--child", choices=WHICH, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(measure(args.child, args.vocab, args.tokens))
+        print(measure(args.child, args.vocab, args.tokens, args.chunks))
         return
     one = args.tokens * args.vocab * 4 / 2**20
-    results = {"vocab": args.vocab, "tokens": args.tokens, "logits_mib": round(one, 1)}
-    for which in ("fairseq", "delight"):
+    results = {
+        "vocab": args.vocab,
+        "tokens": args.tokens,
+        "chunks": args.chunks,
+        "logits_mib": round(one, 1),
+    }
+    for which in WHICH:
         out = subprocess.run(
             [
                 sys.executable,
@@ -71,6 +108,8 @@ def main():
                 str(args.vocab),
                 "--tokens",
                 str(args.tokens),
+                "--chunks",
+                str(args.chunks),
             ],
             check=True,
             capture_output=True,
@@ -83,10 +122,15 @@ def main():
         f"label-smoothed loss, forward + backward, N={args.tokens} tokens, V={args.vocab}"
     )
     print(f"  one N x V float tensor:              {results['logits_mib']:8.1f} MiB")
-    for which in ("fairseq", "delight"):
+    above = {
+        "fairseq": "the logits",
+        "delight": "the logits",
+        "chunked": "features, weight",
+    }
+    for which in WHICH:
         peak = results[which + "_peak_mib"]
         print(
-            f"  {which + ' peak above the logits:':36s} {peak:8.1f} MiB "
+            f"  {which + ' peak above ' + above[which] + ':':36s} {peak:8.1f} MiB "
             f"({peak / one:.2f} x N x V)"
         )
     if args.json:

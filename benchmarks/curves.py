@@ -1,11 +1,13 @@
 """Learning curves on Multi30k De->En: one run per model, BLEU against wall clock
 and against updates, all models in one figure.
 
-    python benchmarks/curves.py [--minutes 60] [--every 150] [--seed 1] [--models ...]
+    python benchmarks/curves.py [--minutes 60] [--every N] [--seed 1] [--models ...]
     python benchmarks/curves.py --minutes 60 --report-only   # re-plot from curves.json
 
 Each model trains once for the same wall-clock budget and saves a checkpoint every
-``--every`` updates (its training minutes are read back from the checkpoint). Then
+``--every`` updates (default: EVERY, about every 4 minutes of this 2-core CPU for each
+model, so that the faster models are not scored more often); its training minutes
+are read back from the checkpoint. Then
 each checkpoint is scored: validation and test_2016_flickr BLEU, beam 5, at the
 length penalty that is best on validation for the last checkpoint; and the
 average of the last three checkpoints. Each budget has its own folder and figure:
@@ -26,6 +28,8 @@ import multi30k  # noqa: E402
 
 OUT = multi30k.OUT / "curves"
 DEFAULT_MODELS = ("transformer_256", "delight_d192", "delight_d128")
+# updates per checkpoint: about 4 minutes each (0.8, 1.2 and 1.7 updates/s here)
+EVERY = {"transformer_256": 200, "delight_d192": 300, "delight_d128": 400}
 AVERAGE_LAST = 3
 # tune.py found the best length penalty at the top of its grid: look further here
 LENPENS = (*multi30k.LENPENS, 3.0)
@@ -102,6 +106,7 @@ def curve(model: str, minutes: float, every: int, seed: int) -> dict:
         "seed": seed,
         "minutes": minutes,
         "flags": multi30k.MODELS[model],
+        "every": every,
         **train_log_facts((folder / "train.log").read_text()),
         **run,
         "lenpen": lenpen,
@@ -151,7 +156,9 @@ def plot(results: dict, minutes: float, path: Path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="learning curves, one run per model")
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--every", type=int, default=200, help="updates per checkpoint")
+    parser.add_argument(
+        "--every", type=int, help="updates per checkpoint (default: EVERY's)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--report-only", action="store_true")
@@ -161,8 +168,9 @@ def main(argv=None):
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     if not args.report_only:
         for model in args.models:
+            every = args.every or EVERY.get(model, 200)
             results[f"{model} seed{args.seed}"] = curve(
-                model, args.minutes, args.every, args.seed
+                model, args.minutes, every, args.seed
             )
             results_file.write_text(json.dumps(results, indent=2))
     plot(

@@ -2,7 +2,7 @@
 fairseq's transformers.
 
     python benchmarks/speed.py train    [--data DIR] [--batches 6] [--criterion-vocab 44000] [--models ...]
-                                        [--checkpointing none block dextra]
+                                        [--checkpointing none block dextra loss block+loss]
                                         [--max-tokens 4096] [--cuda] [--json out.json]
     python benchmarks/speed.py generate [--data DIR] [--sentences 200] [--json out.json]
 
@@ -17,8 +17,9 @@ peak resident set of the process and how far training raised it over the
 set-up, on a GPU (``--cuda``) ``torch.cuda.max_memory_allocated`` over the
 steps. ``--checkpointing`` runs each DeLighT model once per mode: ``none``,
 ``block`` (``--checkpoint-activations``), ``dextra``
-(``--delight-checkpoint-dextra``); the transformers run ``none`` and ``block``
-(fairseq's own ``--checkpoint-activations``). ``generate``: sentences/s of fairseq's
+(``--delight-checkpoint-dextra``), ``loss`` (the criterion's
+``--loss-chunk-tokens 512``: no batch-sized logits), ``block+loss`` (both); the
+transformers run all but ``dextra`` (fairseq's own ``--checkpoint-activations``). ``generate``: sentences/s of fairseq's
 beam search with beam 5 and beam 1 on the test set; untrained models are
 forced to the source length (``--match-source-len``) so that every model
 decodes the same number of tokens. The data is a Multi30k data-bin with a joined
@@ -85,10 +86,13 @@ def shootout_models() -> dict:
 
 MODELS.update(shootout_models())
 
+LOSS_CHUNK = ["--loss-chunk-tokens", "512"]
 CHECKPOINTING = {
     "none": [],
     "block": ["--checkpoint-activations"],
     "dextra": ["--delight-checkpoint-dextra"],
+    "loss": LOSS_CHUNK,
+    "block+loss": ["--checkpoint-activations", *LOSS_CHUNK],
 }
 
 

@@ -22,6 +22,9 @@ sentences in order of source length (fairseq's order; CTranslate2's
 fairseq-generate's defaults (max length MAX_LEN, min 1) with the model's
 ``--lenpen-*``; CTranslate2 gets the same beam, length penalty and maximum length,
 ``inter_threads=1, intra_threads=N``. Target tokens: output subwords, eos excluded.
+The ``-workers`` engines spend N threads on N batches at once instead (one thread
+each): N engines in an ``EnginePool``; CTranslate2 with ``inter_threads=N,
+intra_threads=1``. At 1 thread they are the plain engines and are not run.
 
 Engines: ``delight-fairseq`` (fairseq's SequenceGenerator through
 ``task.inference_step``, as fairseq-generate), ``delight-engine``
@@ -50,14 +53,18 @@ WARMUP = 8  # sentences translated once, untimed, before the clock starts
 MAX_LEN = 200  # fairseq-generate's max_len_b (max_len_a 0): output tokens, eos excluded
 CT2_DIR = "ct2_transformer"
 SOURCE = "test_2016_flickr.de"  # the references: multi30k.REFERENCES["test"]
-# engine -> (model flag, runner, option)
+# engine -> (model flag, runner, option, threads on batches instead of on ops)
 ENGINES = {
-    "delight-fairseq": ("delight", "fairseq", None),
-    "delight-engine": ("delight", "engine", None),
-    "delight-engine-int8": ("delight", "engine", "int8"),
-    "transformer-fairseq": ("transformer", "fairseq", None),
-    "transformer-ct2": ("transformer", "ct2", "float32"),
-    "transformer-ct2-int8": ("transformer", "ct2", "int8"),
+    "delight-fairseq": ("delight", "fairseq", None, False),
+    "delight-engine": ("delight", "engine", None, False),
+    "delight-engine-int8": ("delight", "engine", "int8", False),
+    "delight-engine-workers": ("delight", "engine", None, True),
+    "delight-engine-int8-workers": ("delight", "engine", "int8", True),
+    "transformer-fairseq": ("transformer", "fairseq", None, False),
+    "transformer-ct2": ("transformer", "ct2", "float32", False),
+    "transformer-ct2-int8": ("transformer", "ct2", "int8", False),
+    "transformer-ct2-workers": ("transformer", "ct2", "float32", True),
+    "transformer-ct2-int8-workers": ("transformer", "ct2", "int8", True),
 }
 
 
@@ -66,7 +73,8 @@ def torch_translator(spec):
     """pieces -> pieces through fairseq's generator or the engine (in this process)."""
     import torch
 
-    torch.set_num_threads(spec["threads"])
+    workers = spec["threads"] if spec["workers"] else 1
+    torch.set_num_threads(spec["threads"] // workers)
     from fairseq import checkpoint_utils
     from fairseq.data import data_utils
 
@@ -93,14 +101,18 @@ def torch_translator(spec):
             hypos = task.inference_step(generator, [model], sample)
             eos = tgt_dict.eos()
             return [[t for t in h[0]["tokens"].tolist() if t != eos] for h in hypos]
+
+        pool = None
     else:
         from delight_fairseq.inference.engine import Engine
+        from delight_fairseq.inference.pool import EnginePool
 
-        engine = Engine(
-            model, tgt_dict, beam=beam, lenpen=lenpen, max_len_b=MAX_LEN,
-            int8=spec["option"] == "int8",
-        )  # fmt: skip
-        search = engine.translate
+        pool = EnginePool([
+            Engine(model, tgt_dict, beam=beam, lenpen=lenpen, max_len_b=MAX_LEN,
+                   int8=spec["option"] == "int8")
+            for _ in range(workers)
+        ])  # fmt: skip
+        search = pool.translate
 
     def translate(pieces):
         ids = [
@@ -109,14 +121,18 @@ def torch_translator(spec):
         ]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out, pad, eos = [None] * len(ids), src_dict.pad(), src_dict.eos()
-        with torch.no_grad():
-            for start in range(0, len(order), BATCH):
-                batch = order[start : start + BATCH]
-                batch_ids = [ids[i] for i in batch]
-                tokens = data_utils.collate_tokens(batch_ids, pad, eos, left_pad=True)
-                lengths = torch.tensor([len(ids[i]) for i in batch])
-                for i, hyp in zip(batch, search(tokens, lengths)):
-                    out[i] = [tgt_dict[t] for t in hyp]
+        batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+
+        @torch.no_grad()
+        def decode(batch):
+            batch_ids = [ids[i] for i in batch]
+            tokens = data_utils.collate_tokens(batch_ids, pad, eos, left_pad=True)
+            return search(tokens, torch.tensor([len(x) for x in batch_ids]))
+
+        results = pool.map(decode, batches) if pool else map(decode, batches)
+        for batch, hyps in zip(batches, results):
+            for i, hyp in zip(batch, hyps):
+                out[i] = [tgt_dict[t] for t in hyp]
         return out
 
     return translate
@@ -130,8 +146,8 @@ def ct2_translator(spec):
         spec["ct2_model"],
         device="cpu",
         compute_type=spec["option"],
-        inter_threads=1,
-        intra_threads=spec["threads"],
+        inter_threads=spec["threads"] if spec["workers"] else 1,
+        intra_threads=1 if spec["workers"] else spec["threads"],
     )
 
     def translate(pieces):
@@ -191,7 +207,7 @@ def convert(transformer: Path, data: Path, dest: Path) -> Path:
 
 
 def run_child(spec: dict) -> dict:
-    n = str(spec["threads"])
+    n = "1" if spec["workers"] else str(spec["threads"])  # intra-op threads
     env = dict(os.environ, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -358,10 +374,13 @@ def main(argv=None):
         "runs": [],
     }
     for threads, beam, engine in itertools.product(args.threads, args.beams, engines):
-        model, runner, option = ENGINES[engine]
+        model, runner, option, workers = ENGINES[engine]
+        if workers and threads == 1:
+            continue  # the plain engine's run
         label = f"{engine}_t{threads}_b{beam}"
         spec = dict(
             label=label, runner=runner, option=option, threads=threads, beam=beam,
+            workers=workers,
             lenpen=lenpens[model], checkpoint=str(checkpoints[model]), data=str(data),
             ct2_model=str(ct2_model), spm=str(data / "spm.model"),
             source=str(multi30k.RAW / SOURCE), sentences=len(refs),

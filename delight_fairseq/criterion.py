@@ -12,17 +12,26 @@ The same loss follows from the logits and their log-sum-exp alone:
     loss     = (1 - eps - eps/(V-1)) * sum nll + eps/(V-1) * sum smooth
 
 and its gradient is one N x V tensor, softmax(z) scaled and shifted in place.
+
+With ``--loss-chunk-tokens K`` not even the logits exist in full: the criterion
+takes the decoder's features (N x d) and the output weight (V x d), and computes
+the loss K tokens at a time, each chunk's logits recomputed in the backward
+(``torch.utils.checkpoint``). At most one K x V chunk of logits and one of
+gradient is alive at a time, for one more output matmul per step.
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
+from fairseq import utils
 from fairseq.criterions import register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
     LabelSmoothedCrossEntropyCriterionConfig,
 )
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 def _upcast(logits: Tensor) -> Tensor:
@@ -77,10 +86,74 @@ def smoothed_cross_entropy(
     return _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index)
 
 
+def _chunk_loss(features, weight, target, epsilon: float, ignore_index: int):
+    logits = torch.nn.functional.linear(features, weight)
+    loss, nll = smoothed_cross_entropy(logits, target, epsilon, ignore_index)
+    with torch.no_grad():
+        correct = (logits.argmax(-1).eq(target) & target.ne(ignore_index)).sum()
+    return loss, nll, correct
+
+
+def chunked_cross_entropy(
+    features: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    epsilon: float,
+    ignore_index: int,
+    chunk: int,
+):
+    """(loss, nll_loss, n_correct) summed over tokens from features N x d and the
+    output weight V x d, ``chunk`` tokens at a time; the logits of a chunk are
+    recomputed in the backward instead of kept."""
+    loss = nll = correct = None
+    for start in range(0, features.size(0), chunk):
+        args = (features[start : start + chunk], weight, target[start : start + chunk])
+        if torch.is_grad_enabled() and (features.requires_grad or weight.requires_grad):
+            part = checkpoint(
+                _chunk_loss,
+                *args,
+                epsilon,
+                ignore_index,
+                use_reentrant=False,
+                preserve_rng_state=False,  # nothing random in the output layer
+            )
+        else:
+            part = _chunk_loss(*args, epsilon, ignore_index)
+        if loss is None:
+            loss, nll, correct = part
+        else:
+            loss, nll, correct = loss + part[0], nll + part[1], correct + part[2]
+    return loss, nll, correct
+
+
+def output_weight(model) -> Optional[Tensor]:
+    """The V x d weight of the model's output layer when that layer is a plain,
+    bias-free linear map of the decoder's features (DeLighT, fairseq's
+    transformer without adaptive softmax); None otherwise."""
+    decoder = model.decoder
+    if getattr(decoder, "adaptive_softmax", None) is not None:
+        return None
+    if hasattr(decoder, "output_weight"):
+        return decoder.output_weight()
+    projection = getattr(decoder, "output_projection", None)
+    if isinstance(projection, nn.Linear) and projection.bias is None:
+        return projection.weight
+    return None
+
+
 @dataclass
 class DeLighTLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig):
     report_accuracy: bool = field(
         default=True, metadata={"help": "report accuracy metric"}
+    )
+    loss_chunk_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "compute the output layer and the loss this many target tokens "
+            "at a time, recomputing each chunk's logits in the backward: training "
+            "never holds the whole batch's N x V logits (less memory, one more "
+            "output matmul). 0: off"
+        },
     )
 
 
@@ -91,6 +164,63 @@ class DeLighTLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionC
 class DeLighTLabelSmoothedCrossEntropy(LabelSmoothedCrossEntropyCriterion):
     """fairseq's label-smoothed cross-entropy (same loss, nll_loss, gradients
     and logs), computed from the logits without materialising log-probs."""
+
+    def __init__(
+        self,
+        task,
+        sentence_avg,
+        label_smoothing,
+        ignore_prefix_size=0,
+        report_accuracy=False,
+        loss_chunk_tokens=0,
+    ):
+        super().__init__(
+            task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy
+        )
+        if loss_chunk_tokens < 0:
+            raise ValueError(
+                f"--loss-chunk-tokens is {loss_chunk_tokens}: give a positive "
+                "number of tokens per chunk, or 0 to compute the loss in one piece"
+            )
+        self.loss_chunk_tokens = loss_chunk_tokens
+
+    def forward(self, model, sample, reduce=True):
+        if not self.loss_chunk_tokens or not reduce:
+            return super().forward(model, sample, reduce=reduce)
+        weight = output_weight(model)
+        if weight is None:
+            raise ValueError(
+                "--loss-chunk-tokens needs an output layer that is a bias-free "
+                "linear map of the decoder's features (DeLighT, or fairseq's "
+                "transformer without adaptive softmax): drop the flag for this model"
+            )
+        features, extra = model(**sample["net_input"], features_only=True)
+        target = model.get_targets(sample, (features, extra))
+        if self.ignore_prefix_size > 0:
+            features = features[:, self.ignore_prefix_size :, :]
+            target = target[:, self.ignore_prefix_size :]
+        loss, nll_loss, n_correct = chunked_cross_entropy(
+            features.reshape(-1, features.size(-1)),
+            weight,
+            target.reshape(-1),
+            self.eps,
+            self.padding_idx,
+            self.loss_chunk_tokens,
+        )
+        sample_size = (
+            sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+        )
+        logging_output = {
+            "loss": loss.data,
+            "nll_loss": nll_loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["target"].size(0),
+            "sample_size": sample_size,
+        }
+        if self.report_accuracy:
+            logging_output["n_correct"] = utils.item(n_correct.data)
+            logging_output["total"] = utils.item(target.ne(self.padding_idx).sum())
+        return loss, sample_size, logging_output
 
     def _logits_and_target(self, model, net_output, sample):
         logits = net_output[0]

@@ -148,11 +148,15 @@ class DeLighTDecoder(FairseqIncrementalDecoder):
             x = self.project_out_dim(x)
         return x, {"attn": [attn], "inner_states": inner_states}
 
+    def output_weight(self) -> Tensor:
+        """The V x map_dim weight of the output layer (the table when tied)."""
+        if self.output_projection is None:
+            return self.embed_tokens.table.weight
+        return self.output_projection.weight
+
     def output_layer(self, features: Tensor) -> Tensor:
         """B x T x map_dim -> B x T x V."""
-        if self.output_projection is None:
-            return F.linear(features, self.embed_tokens.table.weight)
-        return self.output_projection(features)
+        return F.linear(features, self.output_weight())
 
     def max_positions(self) -> int:
         return min(self.max_target_positions, self.embed_positions.max_positions)

@@ -14,6 +14,7 @@ from fairseq.logging import metrics
 
 from delight_fairseq.criterion import (
     DeLighTLabelSmoothedCrossEntropy,
+    chunked_cross_entropy,
     smoothed_cross_entropy,
 )
 
@@ -44,38 +45,132 @@ def sample_for(model, batch=3, src_len=6, tgt_len=5, seed=0):
     }
 
 
-@pytest.mark.parametrize("eps, prefix", [(0.1, 0), (0.0, 0), (0.2, 1)])
-def test_loss_nll_and_gradients_equal_fairseq(eps, prefix):
+def loss_and_grads(crit, model, sample):
+    model.zero_grad()
+    loss, size, log = crit(model, sample)
+    loss.backward()
+    return loss.detach(), size, log, [p.grad.clone() for p in model.parameters()]
+
+
+def assert_same_as_fairseq(model, eps, prefix, chunk=0):
+    task = Task(model.decoder.dictionary)
+    sample = sample_for(model)
+    ours = DeLighTLabelSmoothedCrossEntropy(
+        task,
+        False,
+        eps,
+        ignore_prefix_size=prefix,
+        report_accuracy=True,
+        loss_chunk_tokens=chunk,
+    )
+    ref = LabelSmoothedCrossEntropyCriterion(
+        task, False, eps, ignore_prefix_size=prefix, report_accuracy=True
+    )
+    l1, s1, log1, g1 = loss_and_grads(ours, model, sample)
+    l2, s2, log2, g2 = loss_and_grads(ref, model, sample)
+    torch.testing.assert_close(l1, l2)
+    assert s1 == s2
+    torch.testing.assert_close(log1["nll_loss"], log2["nll_loss"])
+    assert (log1["n_correct"], log1["total"]) == (log2["n_correct"], log2["total"])
+    assert len(g1) == len(g2)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+
+
+def tiny_delight(**overrides):
     torch.manual_seed(0)
-    model = build(
+    return build(
         "delight",
         src_vocab=80,
         delight_emb_out_dim=64,
         delight_enc_layers=2,
         delight_dec_layers=2,
+        **overrides,
     ).eval()
+
+
+@pytest.mark.parametrize("eps, prefix", [(0.1, 0), (0.0, 0), (0.2, 1)])
+def test_loss_nll_and_gradients_equal_fairseq(eps, prefix):
+    assert_same_as_fairseq(tiny_delight(), eps, prefix)
+
+
+@pytest.mark.parametrize(
+    "chunk, prefix, tied",
+    [(1, 0, False), (4, 0, True), (7, 1, False), (1000, 0, True)],
+)
+def test_chunked_loss_equals_fairseq(chunk, prefix, tied):
+    """--loss-chunk-tokens: the same loss, nll, accuracy and gradients as fairseq's
+    criterion, for chunks of one token, uneven chunks and one chunk for all 15."""
+    model = tiny_delight(share_decoder_input_output_embed=tied)
+    assert_same_as_fairseq(model, 0.1, prefix, chunk)
+
+
+def test_chunked_loss_on_fairseq_transformer():
+    torch.manual_seed(0)
+    model = build(
+        "transformer",
+        src_vocab=60,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_embed_dim=32,
+        decoder_embed_dim=32,
+        encoder_ffn_embed_dim=64,
+        decoder_ffn_embed_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+    ).eval()
+    assert_same_as_fairseq(model, 0.1, 0, chunk=4)
+
+
+def test_chunked_loss_function_gradient_check():
+    torch.manual_seed(0)
+    features = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([3, 1, 5, 1, 10, 0, 7])
+
+    def f(x, w):
+        loss, nll, _ = chunked_cross_entropy(x, w, target, 0.15, 1, 3)
+        return loss + 0.3 * nll
+
+    assert torch.autograd.gradcheck(f, (features, weight))
+
+
+def test_chunked_loss_errors_name_the_flag():
+    model = tiny_delight()
     task = Task(model.decoder.dictionary)
-    sample = sample_for(model)
-    ours = DeLighTLabelSmoothedCrossEntropy(
-        task, False, eps, ignore_prefix_size=prefix, report_accuracy=True
+    with pytest.raises(ValueError, match="--loss-chunk-tokens is -1"):
+        DeLighTLabelSmoothedCrossEntropy(task, False, 0.1, loss_chunk_tokens=-1)
+    crit = DeLighTLabelSmoothedCrossEntropy(task, False, 0.1, loss_chunk_tokens=4)
+    model.decoder.adaptive_softmax = torch.nn.Identity()  # as fairseq's adaptive one
+    with pytest.raises(ValueError, match="--loss-chunk-tokens needs"):
+        crit(model, sample_for(model))
+
+
+def test_chunk_flag_reaches_the_criterion():
+    from fairseq import options
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(
+        parser,
+        [
+            str(REPO),  # any path: the task is not set up
+            "--user-dir",
+            str(REPO / "delight_fairseq"),
+            "--arch",
+            "delight",
+            "--criterion",
+            "delight_label_smoothed_cross_entropy",
+            "--label-smoothing",
+            "0.1",
+            "--loss-chunk-tokens",
+            "512",
+        ],
     )
-    ref = LabelSmoothedCrossEntropyCriterion(
-        task, False, eps, ignore_prefix_size=prefix, report_accuracy=True
+    model = tiny_delight()
+    crit = DeLighTLabelSmoothedCrossEntropy.build_criterion(
+        args, Task(model.decoder.dictionary)
     )
-    results = []
-    for crit in (ours, ref):
-        model.zero_grad()
-        loss, size, log = crit(model, sample)
-        loss.backward()
-        grads = [p.grad.clone() for p in model.parameters()]
-        results.append((loss.detach(), size, log, grads))
-    (l1, s1, log1, g1), (l2, s2, log2, g2) = results
-    torch.testing.assert_close(l1, l2)
-    assert s1 == s2
-    torch.testing.assert_close(log1["nll_loss"], log2["nll_loss"])
-    assert (log1["n_correct"], log1["total"]) == (log2["n_correct"], log2["total"])
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b)
+    assert crit.loss_chunk_tokens == 512 and crit.eps == 0.1
 
 
 def test_fused_function_gradient_check():
@@ -165,3 +260,5 @@ def test_peak_memory_below_fairseq_at_44k_vocabulary(tmp_path):
     # ours: only the gradient (one N x V); fairseq: log-probs and more
     assert result["delight_peak_mib"] < 1.3 * one
     assert result["fairseq_peak_mib"] > 2.5 * one
+    # chunked (8 chunks): the logits and their gradient of one chunk at a time
+    assert result["chunked_peak_mib"] < 0.5 * one

@@ -225,6 +225,45 @@ def test_engine_equals_fp32_reference(words, beam):
     assert engine.translate(lines) == reference.translate(lines)
 
 
+def test_workers_decode_batches_at_once_in_order(words, monkeypatch):
+    """workers=2: two engines decode two batches at the same time, in two
+    threads (a barrier makes the first two calls wait for each other), with one
+    torch thread each; the translations are those of one engine, in order."""
+    import threading
+
+    from delight_fairseq.inference.engine import Engine
+
+    ckpt, _, sources, _ = words
+    lines = sources + ["", sources[0]]
+    want = tr.Translator(ckpt, beam=5, bpe="none", batch_tokens=40).translate(lines)
+    before = torch.get_num_threads()
+    calls, barrier = [], threading.Barrier(2, timeout=30)
+    plain = Engine.translate
+
+    def spy(self, *args):
+        calls.append((id(self), threading.get_ident()))
+        if len(calls) <= 2:
+            barrier.wait()  # raises, and the test fails, unless both run at once
+        return plain(self, *args)
+
+    try:
+        two = tr.Translator(
+            ckpt, beam=5, bpe="none", batch_tokens=40, threads=2, workers=2
+        )
+        assert torch.get_num_threads() == 1  # 2 threads shared by 2 workers
+        monkeypatch.setattr(Engine, "translate", spy)
+        assert two.translate(lines) == want
+    finally:
+        torch.set_num_threads(before)
+    assert two.stats.failed == []
+    assert len({engine for engine, _ in calls}) == 2
+    assert len({thread for _, thread in calls}) == 2
+    with pytest.raises(loading.TranslateError, match="--workers 2 runs several"):
+        tr.Translator(ckpt, bpe="none", workers=2, fp32_reference=True)
+    with pytest.raises(ValueError, match="workers is 0"):
+        tr.Translator(ckpt, bpe="none", workers=0)
+
+
 def test_int8_calls_the_quantize_hook(words, monkeypatch):
     calls = []
 

@@ -78,3 +78,12 @@ def test_smoke_every_engine(tmp_path):
     )
     assert "| transformer-ct2-int8 | 1 | 1 |" in (out / "table.md").read_text()
     assert (out / "translate.png").stat().st_size > 0
+    # 2 threads on 2 batches at once: the same hypotheses as one engine
+    par = tmp_path / "workers"
+    proc = run("--delight", delight, "--transformer", transformer, "--threads", 2,
+               "--beams", 1, "--sentences", SENTENCES, "--out", par, "--engines",
+               "delight-engine-workers", "transformer-ct2-int8-workers")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    workers = (par / "hyps" / "delight-engine-workers_t2_b1.en").read_text()
+    assert workers.splitlines() == hyps["delight-fairseq"]
+    assert (par / "hyps" / "transformer-ct2-int8-workers_t2_b1.en").is_file()

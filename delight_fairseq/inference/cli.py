@@ -114,7 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BATCH_TOKENS,
         help="padded source tokens per batch (default %(default)s)",
     )
-    g.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads in all (torch.set_num_threads; default: torch's)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="engines decoding batches at once, each in its own thread with "
+        "THREADS / WORKERS of torch's threads (CPU; default %(default)s)",
+    )
     g.add_argument(
         "--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)"
     )
@@ -180,6 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             fp32_reference=args.fp32_reference,
             device=args.device,
             threads=args.threads,
+            workers=args.workers,
             progress=sys.stderr if sys.stderr.isatty() else None,
         )
     except (TranslateError, ValueError) as e:

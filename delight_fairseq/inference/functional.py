@@ -200,12 +200,8 @@ class DecoderWeights:
         )
         proj = decoder.project_out_dim
         self.project_out = None if proj is None else Linear(proj)
-        out = decoder.output_projection
-        # the output layer: the look-up table (tied) or its own matrix
-        if out is None:
-            self.output = (decoder.embed_tokens.table.weight, None)
-        else:
-            self.output = (out.weight, out.bias)
+        # the output layer (bias-free): the look-up table (tied) or its own matrix
+        self.output = (decoder.output_weight(), None)
 
 
 # -- what the quantized engine runs instead of the modules -----------------------

@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,35 @@ BPE_CODES = "code"
 PREP_STAMP = "prep.json"
 KINDS = ("auto", "sentencepiece", "subword_nmt", "none")
 TOKENIZERS = ("auto", "moses", "none")
+
+
+REPLACEMENT = "\ufffd"
+
+Line = Union[str, bytes]
+
+
+def as_text(item: Line) -> Tuple[str, bool]:
+    """A line as text without its line ending, and whether it had to be repaired:
+    invalid UTF-8 (bytes) or lone surrogates (str) become U+FFFD."""
+    invalid = False
+    if isinstance(item, (bytes, bytearray)):
+        try:
+            text = item.decode("utf-8")
+        except UnicodeDecodeError:
+            text = item.decode("utf-8", errors="replace")
+            invalid = True
+    else:
+        text = str(item)
+        if any("\ud800" <= c <= "\udfff" for c in text):
+            text = "".join(
+                REPLACEMENT if "\ud800" <= c <= "\udfff" else c for c in text
+            )
+            invalid = True
+    if text.endswith("\n"):
+        text = text[:-1]
+    if text.endswith("\r"):
+        text = text[:-1]
+    return text, invalid
 
 
 class TextSetupError(ValueError):

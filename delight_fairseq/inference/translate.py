@@ -10,7 +10,10 @@ The lines (str, or UTF-8 bytes) are read in chunks (``chunk_lines``); each
 chunk is sorted by length, cut into batches of at most ``batch_tokens`` padded
 source tokens, decoded by the lean :class:`~delight_fairseq.inference.Engine`
 (or by fairseq's SequenceGenerator with ``fp32_reference``) and given back in
-input order, so memory does not grow with the input's length. Each line gives
+input order, so memory does not grow with the input's length. With ``workers``
+N > 1, N engines decode N batches of a chunk at once, each in a thread of its
+own with ``threads // N`` of torch's threads: on a CPU, independent batches use
+the cores better than torch's threads inside one small matmul. Each line gives
 one translation, detokenized; an empty line gives an empty line. Bad input
 never stops the run: invalid UTF-8 is replaced by U+FFFD (one warning names the
 lines), a line longer than the model's source positions is truncated (a warning
@@ -23,6 +26,7 @@ naming it (``stats.failed``)::
 """
 
 import logging
+import threading
 import time
 from itertools import islice
 from pathlib import Path
@@ -31,16 +35,14 @@ from typing import IO, Iterable, Iterator, List, Optional, Union
 import torch
 
 from .loading import TranslateError, build_decoder, load_model
+from .pool import EnginePool
 from .progress import MAX_NAMED, Progress, Stats, warn_about_input
-from .text import TextCodec, TextSetupError, build_codec
+from .text import Line, TextCodec, TextSetupError, as_text, build_codec
 
 logger = logging.getLogger("delight_fairseq.translate")
 
 DEFAULT_BATCH_TOKENS = 6000
 DEFAULT_CHUNK_LINES = 2000
-REPLACEMENT = "\ufffd"
-
-Line = Union[str, bytes]
 
 
 class Translator:
@@ -66,7 +68,11 @@ class Translator:
         fp32_reference: decode with fairseq's SequenceGenerator instead of the
             engine, in float32 (for comparison).
         device: ``cpu``, ``cuda``, ...; default: CUDA when available.
-        threads: ``torch.set_num_threads`` (process-wide), if given.
+        threads: the CPU threads to use, if given (``torch.set_num_threads``,
+            process-wide); with ``workers``, shared among them.
+        workers: engines decoding batches at once, each in its own thread
+            (CPU; not with ``fp32_reference``). Each gets ``threads // workers``
+            of torch's threads (``threads``: torch's count if not given).
         progress: a stream for a progress line (a terminal), or None.
     """
 
@@ -94,21 +100,30 @@ class Translator:
         fp32_reference: bool = False,
         device: Optional[str] = None,
         threads: Optional[int] = None,
+        workers: int = 1,
         progress: Optional[IO[str]] = None,
     ):
         for name, value, low in (
             ("beam", beam, 1),
             ("batch_tokens", batch_tokens, 1),
             ("chunk_lines", chunk_lines, 1),
+            ("workers", workers, 1),
         ):
             if value < low:
                 raise ValueError(f"{name} is {value}; it must be >= {low}")
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads is {threads}; it must be >= 1")
-            torch.set_num_threads(threads)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads is {threads}; it must be >= 1")
         if int8 and fp32_reference:
             raise TranslateError("--int8 and --fp32-reference exclude each other")
+        if workers > 1 and fp32_reference:
+            raise TranslateError(
+                f"--workers {workers} runs several engines at once, and "
+                "--fp32-reference decodes with fairseq's SequenceGenerator, one batch "
+                "at a time: drop one of the two flags"
+            )
+        if workers > 1 or threads is not None:
+            total = torch.get_num_threads() if threads is None else threads
+            torch.set_num_threads(max(1, total // workers))
         if max_len_a == 0 and min_len > max_len_b:
             # checked here: the search would refuse every batch
             raise ValueError(
@@ -156,22 +171,31 @@ class Translator:
         self.batch_tokens, self.chunk_lines = batch_tokens, chunk_lines
         self.fp32_reference = fp32_reference
         self.progress = progress
-        self.engine, self.generator, decoder = build_decoder(
-            self.model,
-            self.tgt_dict,
+        search = dict(
             beam=beam,
             lenpen=lenpen,
             max_len_a=max_len_a,
             max_len_b=max_len_b,
             min_len=min_len,
             int8=int8,
-            fp32_reference=fp32_reference,
         )
+        self.engine, self.generator, decoder = build_decoder(
+            self.model, self.tgt_dict, fp32_reference=fp32_reference, **search
+        )
+        self.pool: Optional[EnginePool] = None
+        if self.engine is not None:
+            more = [
+                build_decoder(self.model, self.tgt_dict, **search)[0]
+                for _ in range(workers - 1)
+            ]
+            self.pool = EnginePool([self.engine, *more])
+        self._log_lock = threading.Lock()
         logger.info(
             "decoding with %s on %s: beam %d, lenpen %s, max_len %s * S + %s, "
-            "batches of <= %d tokens, chunks of %d lines",
+            "batches of <= %d tokens, chunks of %d lines, %d worker(s) of %d "
+            "thread(s)",
             decoder, self.device, beam, lenpen, max_len_a, max_len_b,
-            batch_tokens, chunk_lines,
+            batch_tokens, chunk_lines, workers, torch.get_num_threads(),
         )  # fmt: skip
         self.stats = Stats()
         self._live: Optional[Progress] = None  # the progress line being drawn
@@ -216,28 +240,6 @@ class Translator:
 
     # -- one chunk -------------------------------------------------------------------
 
-    def _text(self, item: Line, number: int, stats: Stats) -> str:
-        """A line as text: UTF-8 decoded (invalid bytes -> U+FFFD), without its
-        line ending."""
-        if isinstance(item, (bytes, bytearray)):
-            try:
-                text = item.decode("utf-8")
-            except UnicodeDecodeError:
-                text = item.decode("utf-8", errors="replace")
-                stats.invalid_utf8.append(number)
-        else:
-            text = str(item)
-            if any("\ud800" <= c <= "\udfff" for c in text):  # lone surrogates
-                text = "".join(
-                    REPLACEMENT if "\ud800" <= c <= "\udfff" else c for c in text
-                )
-                stats.invalid_utf8.append(number)
-        if text.endswith("\n"):
-            text = text[:-1]
-        if text.endswith("\r"):
-            text = text[:-1]
-        return text
-
     def _encode(self, text: str, number: int, stats: Stats) -> Optional[List[int]]:
         """Source token ids without eos, truncated to the model's limit; None
         for a line that gives an empty translation."""
@@ -271,7 +273,9 @@ class Translator:
         sources = {}  # position in the chunk -> ids (eos not included)
         for i, item in enumerate(chunk):
             number = first + i
-            text = self._text(item, number, stats)
+            text, invalid = as_text(item)  # invalid UTF-8 -> U+FFFD
+            if invalid:
+                stats.invalid_utf8.append(number)
             if not text.strip():
                 stats.empty += 1
                 continue
@@ -287,8 +291,14 @@ class Translator:
         # longest first, input order among equals
         order = sorted(sources, key=lambda i: -len(sources[i]))
         done = stats.sentences + len(chunk) - len(order)
-        for batch in self._batches(order, sources):
-            hyps = self._decode_batch([sources[i] for i in batch], batch, first, stats)
+        batches = list(self._batches(order, sources))
+
+        def decode(batch):
+            return self._decode_batch([sources[i] for i in batch], batch, first, stats)
+
+        # with workers, the batches run at once; their results come back in order
+        results = self.pool.map(decode, batches) if self.pool else map(decode, batches)
+        for batch, hyps in zip(batches, results):
             for i, hyp in zip(batch, hyps):
                 if hyp is None:
                     continue
@@ -299,7 +309,8 @@ class Translator:
                 outputs[i] = self._detokenize(hyp, first + i)
             done += len(batch)
             if progress is not None:
-                progress.update(done)
+                with self._log_lock:
+                    progress.update(done)
         stats.sentences += len(chunk)
         return outputs
 
@@ -340,10 +351,12 @@ class Translator:
         ]
 
     def _log(self, level: int, msg: str, *args) -> None:
-        """Log, on a line of its own when a progress line is being drawn."""
-        if self._live is not None:
-            self._live.interrupt()
-        logger.log(level, msg, *args)
+        """Log, on a line of its own when a progress line is being drawn (from
+        any worker)."""
+        with self._log_lock:
+            if self._live is not None:
+                self._live.interrupt()
+            logger.log(level, msg, *args)
 
     def _failed(self, number: int, what: str, error: Exception, stats: Stats) -> None:
         stats.failed.append(number)
@@ -361,8 +374,8 @@ class Translator:
         tensors = [torch.tensor(ids + [eos], dtype=torch.long) for ids in sources]
         src_tokens = data_utils.collate_tokens(tensors, pad, eos, left_pad=True)
         src_lengths = torch.tensor([t.numel() for t in tensors])
-        if self.engine is not None:
-            return self.engine.translate(src_tokens, src_lengths)
+        if self.pool is not None:
+            return self.pool.translate(src_tokens, src_lengths)
         sample = {
             "net_input": {
                 "src_tokens": src_tokens.to(self.device),
