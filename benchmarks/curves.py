@@ -3,6 +3,7 @@ and against updates, all models in one figure.
 
     python benchmarks/curves.py [--minutes 60] [--every N] [--seed 1] [--models ...]
     python benchmarks/curves.py --minutes 60 --report-only   # re-plot from curves.json
+    python benchmarks/curves.py --minutes 60 --models M --score-only   # score M's run again
 
 Each model trains once for the same wall-clock budget and saves a checkpoint every
 ``--every`` updates (default: EVERY, about every 4 minutes of this 2-core CPU for each
@@ -35,14 +36,26 @@ AVERAGE_LAST = 3
 LENPENS = (*multi30k.LENPENS, 3.0)
 
 
+def updates_of(path: Path) -> int:
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return int(state["optimizer_history"][-1]["num_updates"])
+
+
 def checkpoints(folder: Path):
-    """The interval checkpoints in update order."""
+    """The interval checkpoints in update order, then checkpoint_last.pt when it
+    is later: the state at the end of the budget, which an interval rarely hits."""
     found = []
     for path in folder.glob("checkpoint_*_*.pt"):
         match = re.fullmatch(r"checkpoint_\d+_(\d+)\.pt", path.name)
         if match:
             found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
+    found.sort()
+    last = folder / "checkpoint_last.pt"
+    if last.exists() and (not found or updates_of(last) > found[-1][0]):
+        found.append((updates_of(last), last))
+    return [path for _, path in found]
 
 
 def train_log_facts(log: str) -> dict:
@@ -58,25 +71,34 @@ def budget_dir(minutes: float) -> Path:
     return OUT / f"{minutes:g}min"
 
 
-def curve(model: str, minutes: float, every: int, seed: int) -> dict:
+RUN_FACTS = ("wall_s", "peak_rss_mib", "cpu_share")
+
+
+def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> dict:
+    """Train ``model`` and score its checkpoints; with ``earlier`` (its entry in
+    curves.json), score the checkpoints of that run again without training."""
     import shutil
 
     from delight_fairseq.tools.averaging import average_checkpoints
 
     folder = budget_dir(minutes) / model / f"seed{seed}"
-    if folder.exists():  # fairseq would resume from its checkpoint_last.pt
-        multi30k.logger.info("removing the earlier run in %s", folder)
-        shutil.rmtree(folder)
-    run = multi30k.train(
-        multi30k.MODELS[model],
-        folder,
-        minutes,
-        seed,
-        extra=[
-            "--save-interval-updates", str(every), "--keep-interval-updates", "-1",
-            "--no-epoch-checkpoints", "--no-save-optimizer-state",
-        ],
-    )  # fmt: skip
+    if earlier is not None:
+        run = {k: earlier[k] for k in RUN_FACTS}
+        every = earlier.get("every", every)
+    else:
+        if folder.exists():  # fairseq would resume from its checkpoint_last.pt
+            multi30k.logger.info("removing the earlier run in %s", folder)
+            shutil.rmtree(folder)
+        run = multi30k.train(
+            multi30k.MODELS[model],
+            folder,
+            minutes,
+            seed,
+            extra=[
+                "--save-interval-updates", str(every), "--keep-interval-updates", "-1",
+                "--no-epoch-checkpoints", "--no-save-optimizer-state",
+            ],
+        )  # fmt: skip
     paths = checkpoints(folder)
     last = multi30k.Scorer(paths[-1])
     tuned = last.tune_lenpen(LENPENS)
@@ -162,15 +184,26 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score the models' existing runs again (no training)",
+    )
     args = multi30k.parse_args(parser, argv)
     budget_dir(args.minutes).mkdir(parents=True, exist_ok=True)
     results_file = budget_dir(args.minutes) / "curves.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     if not args.report_only:
         for model in args.models:
-            every = args.every or EVERY.get(model, 200)
-            results[f"{model} seed{args.seed}"] = curve(
-                model, args.minutes, every, args.seed
+            key = f"{model} seed{args.seed}"
+            if args.score_only and key not in results:
+                parser.error(f"--score-only: no run of {key} in {results_file}")
+            results[key] = curve(
+                model,
+                args.minutes,
+                args.every or EVERY.get(model, 200),
+                args.seed,
+                earlier=results[key] if args.score_only else None,
             )
             results_file.write_text(json.dumps(results, indent=2))
     plot(
