@@ -53,8 +53,10 @@ def checkpoints(folder: Path):
             found.append((int(match.group(1)), path))
     found.sort()
     last = folder / "checkpoint_last.pt"
-    if last.exists() and (not found or updates_of(last) > found[-1][0]):
-        found.append((updates_of(last), last))
+    if last.exists():
+        updates = updates_of(last)  # a whole checkpoint to load: once
+        if not found or updates > found[-1][0]:
+            found.append((updates, last))
     return [path for _, path in found]
 
 

@@ -73,8 +73,6 @@ class Engine:
         normalize_scores: bool = True,
         int8: bool = False,
     ):
-        if beam < 1:
-            raise ValueError(f"beam is {beam}; it must be >= 1")
         if not hasattr(model, "decoder") or not hasattr(model.decoder, "layers"):
             raise TypeError(
                 "Engine decodes a DeLighT model (DeLighTTransformerModel); got "
