@@ -1,12 +1,21 @@
 """The DeLighT embedding: a narrow table, then a DExTra (docs/architecture.md
-section 6)."""
+section 6).
+
+With any of the activation checkpointing flags (``--checkpoint-activations``,
+``--offload-activations``, ``--delight-checkpoint-dextra``; docs/architecture.md
+section 11) the embedding's DExTra keeps only its input in training and runs
+again in the backward pass, as the blocks' units do: over every token of the
+batch it holds as many activations as a block's DExTra.
+"""
 
 import math
 
+import torch
 from fairseq.modules import PositionalEmbedding
 from torch import Tensor, nn
 
 from .config import DeLighTConfig
+from .delight_layer import checkpointed
 from .dextra import DExTra
 
 
@@ -61,9 +70,23 @@ class DeLighTEmbedding(nn.Module):
             dropout=cfg.delight_dropout,
             shuffle=not cfg.no_glt_shuffle,
         )
+        # the registered model's config declares the flags (model.py); a bare
+        # architecture config (config.DeLighTConfig) trains without them
+        self.offload_activations = bool(getattr(cfg, "offload_activations", False))
+        self.checkpoint_dextra = any(
+            bool(getattr(cfg, flag, False))
+            for flag in (
+                "checkpoint_activations",
+                "offload_activations",
+                "delight_checkpoint_dextra",
+            )
+        )
 
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens: B x T -> B x T x d_m."""
         x = self.table(tokens) * self.embed_scale
         x = shared_dropout(x, self.dropout, self.training)
+        if not torch.jit.is_scripting():
+            if self.checkpoint_dextra and self.training and torch.is_grad_enabled():
+                return checkpointed(self.dextra, x, self.offload_activations)
         return self.dextra(x)

@@ -35,9 +35,10 @@ class DeLighTModelConfig(DeLighTConfig):
         default=False,
         metadata={
             "help": "activation checkpointing per block: keep only each encoder "
-            "and decoder block's input in training and recompute the block in "
-            "the backward pass (the least activation memory; 26-30 %% more time per "
-            "token on a CPU); evaluation and decoding are unaffected"
+            "and decoder block's input (and each embedding DExTra's) in training "
+            "and recompute the block in the backward pass (the least activation "
+            "memory; 26-30 %% more time per token on a CPU); evaluation and "
+            "decoding are unaffected"
         },
     )
     offload_activations: bool = field(
@@ -52,9 +53,9 @@ class DeLighTModelConfig(DeLighTConfig):
         default=False,
         metadata={
             "help": "activation checkpointing per DExTra: recompute only each "
-            "block's DExTra unit (its deep, wide GLT stack) in the backward pass "
-            "and keep attention and FFN activations; saves less memory than "
-            "--checkpoint-activations but recomputes less. Not with "
+            "block's and embedding's DExTra unit (its deep, wide GLT stack) in the "
+            "backward pass and keep attention and FFN activations; saves less "
+            "memory than --checkpoint-activations but recomputes less. Not with "
             "--checkpoint-activations or --offload-activations"
         },
     )

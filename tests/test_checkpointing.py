@@ -76,16 +76,22 @@ def blocks(model):
 
 
 def count_calls(model):
-    """Runs of each block's DExTra and self-attention, forward and rerun (pre-hooks:
-    a rerun stops once it has rebuilt what the backward needs)."""
-    calls = {"dextra": 0, "self_attn": 0}
-    for layer in blocks(model):
-        for name in calls:
+    """Runs of each block's DExTra and self-attention, and of the two embeddings'
+    DExTra units, forward and rerun (pre-hooks: a rerun stops once it has rebuilt
+    what the backward needs)."""
+    calls = {"dextra": 0, "self_attn": 0, "embedding": 0}
+    units = [
+        (layer, name) for layer in blocks(model) for name in ("dextra", "self_attn")
+    ]
+    for side in (model.encoder, model.decoder):
+        units.append((side.embed_tokens, "dextra"))
+    for owner, name in units:
+        key = name if owner in blocks(model) else "embedding"
 
-            def hook(module, args, name=name):
-                calls[name] += 1
+        def hook(module, args, key=key):
+            calls[key] += 1
 
-            getattr(layer, name).register_forward_pre_hook(hook)
+        getattr(owner, name).register_forward_pre_hook(hook)
     return calls
 
 
@@ -111,10 +117,11 @@ def test_same_loss_and_gradients_with_dropout(mode, glt_path):
     assert got.keys() == want.keys()
     for name in want:  # encoder, decoder, embeddings: every parameter
         torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-8)
-    # it did recompute: each DExTra ran twice, self-attention only per block
+    # it did recompute: each DExTra ran twice (the embeddings' too), self-attention
+    # only per block
     n = len(blocks(model))
     attn_runs = 2 * n if mode in ("block", "offload") else n
-    assert calls == {"dextra": 2 * n, "self_attn": attn_runs}
+    assert calls == {"dextra": 2 * n, "self_attn": attn_runs, "embedding": 2 * 2}
 
 
 def test_the_comparison_sees_dropout():
@@ -189,10 +196,12 @@ def test_checkpointing_applies_only_to_training_with_gradients():
     model.eval()  # evaluation with gradients: no rerun in the backward
     model(src, lengths, prev)[0].sum().backward()
     assert calls["dextra"] == calls["self_attn"] == len(blocks(model))
+    assert calls["embedding"] == 2
     model.train()
     with torch.no_grad():  # fairseq's validation: nothing to rerun
         model(src, lengths, prev)
     assert calls["dextra"] == 2 * len(blocks(model))
+    assert calls["embedding"] == 4
 
 
 @pytest.mark.parametrize("other", ["checkpoint_activations", "offload_activations"])
