@@ -11,10 +11,9 @@ time): it starts from the decoder's features (N x ``--dim``) and the output weig
 (V x ``--dim``), so its figure is the growth over those, the logits included.
 
 The children run with glibc's mmap threshold fixed at 64 KiB
-(``MALLOC_MMAP_THRESHOLD_``): by default glibc raises the threshold after the
-first large free, and later blocks of that size come from the heap, where freed
-ones stay resident; the chunked loss's eight chunk-sized blocks then showed as
-0.89 x N x V instead of 0.33 x. Fixed, the figure counts the tensors alive at once.
+(``procstat.FIXED_MMAP_THRESHOLD``): with glibc's default, the chunked loss's eight
+chunk-sized blocks showed as 0.89 x N x V instead of 0.33 x. Fixed, the figure
+counts the tensors alive at once.
 
     python benchmarks/criterion_memory.py --vocab 44000 --tokens 4096 [--chunks 8] [--json out.json]
 """
@@ -25,6 +24,8 @@ import os
 import resource
 import subprocess
 import sys
+
+from procstat import FIXED_MMAP_THRESHOLD  # benchmarks/procstat.py
 
 WHICH = ("fairseq", "delight", "chunked")
 
@@ -121,7 +122,7 @@ def main():
             check=True,
             capture_output=True,
             text=True,
-            env=dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536"),
+            env=dict(os.environ, **FIXED_MMAP_THRESHOLD),
         )
         results[which + "_peak_mib"] = round(
             float(out.stdout.strip().splitlines()[-1]), 1

@@ -3,6 +3,13 @@ CTranslate2's children import this too)."""
 
 import resource
 
+#: The environment of a child whose peak memory should follow the tensors alive at
+#: once: glibc's mmap threshold fixed at 64 KiB, so that every block above it is
+#: mapped on its own and unmapped when freed. By default glibc raises the threshold
+#: after the first large free, and later blocks of that size come from the heap,
+#: where freed ones stay resident and fragment.
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+
 
 def cpu_seconds() -> float:
     """User and system CPU time of this process, all threads."""

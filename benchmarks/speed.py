@@ -3,7 +3,8 @@ fairseq's transformers.
 
     python benchmarks/speed.py train    [--data DIR] [--batches 6] [--criterion-vocab 44000] [--models ...]
                                         [--checkpointing none block dextra loss block+loss]
-                                        [--max-tokens 4096] [--cuda] [--json out.json]
+                                        [--max-tokens 4096] [--cuda] [--fixed-mmap-threshold]
+                                        [--json out.json]
     python benchmarks/speed.py generate [--data DIR] [--sentences 200] [--json out.json]
 
 Models: DeLighT's WMT'14 preset at d_m 128 and 256, fairseq's two transformers, and
@@ -19,7 +20,11 @@ steps. ``--checkpointing`` runs each DeLighT model once per mode: ``none``,
 ``block`` (``--checkpoint-activations``), ``dextra``
 (``--delight-checkpoint-dextra``), ``loss`` (the criterion's
 ``--loss-chunk-tokens 512``: no batch-sized logits), ``block+loss`` (both); the
-transformers run all but ``dextra`` (fairseq's own ``--checkpoint-activations``). ``generate``: sentences/s of fairseq's
+transformers run all but ``dextra`` (fairseq's own ``--checkpoint-activations``).
+``--fixed-mmap-threshold`` runs every child with glibc's mmap threshold fixed
+(``procstat.FIXED_MMAP_THRESHOLD``): freed tensors then leave the resident set,
+so the peak follows the tensors alive at once rather than what glibc's heap
+keeps. ``generate``: sentences/s of fairseq's
 beam search with beam 5 and beam 1 on the test set; untrained models are
 forced to the source length (``--match-source-len``) so that every model
 decodes the same number of tokens. The data is a Multi30k data-bin with a joined
@@ -35,12 +40,13 @@ fairseq's ``label_smoothed_cross_entropy`` and once with
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from procstat import peak_rss_mib  # benchmarks/procstat.py
+from procstat import FIXED_MMAP_THRESHOLD, peak_rss_mib  # benchmarks/procstat.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / "benchmarks/out/multi30k_cpu/data-bin/multi30k_de_en"
@@ -261,6 +267,13 @@ def main():
         default=44_000,
         help="train: also compare the two losses at this vocabulary (0: skip)",
     )
+    parser.add_argument(
+        "--fixed-mmap-threshold",
+        action="store_true",
+        help="run every child with glibc's mmap threshold fixed at 64 KiB "
+        "(procstat.FIXED_MMAP_THRESHOLD), so that freed tensors leave the "
+        "resident set: the peak then follows the tensors alive at once",
+    )
     parser.add_argument("--json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-criterion", default="delight", help=argparse.SUPPRESS)
@@ -311,8 +324,15 @@ def main():
         command += ["--child-pad-vocab", str(pad_vocab)]
         command += ["--child-checkpointing", mode, "--max-tokens", str(args.max_tokens)]
         command += ["--cuda"] if args.cuda else []
-        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        env = None
+        if args.fixed_mmap_threshold:
+            env = dict(os.environ, **FIXED_MMAP_THRESHOLD)
+        out = subprocess.run(
+            command, capture_output=True, text=True, check=True, env=env
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    if args.fixed_mmap_threshold:
+        print("every process with glibc's mmap threshold fixed at 64 KiB")
     keys = [k for k in rows[0] if k not in ("model",)]
     width = max(len(r["model"]) for r in rows) + 2
     print(f"{'model':<{width}}" + "".join(f"{k:>26}" for k in keys))
