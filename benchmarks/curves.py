@@ -13,7 +13,8 @@ each checkpoint is scored: validation and test_2016_flickr BLEU, beam 5, at the
 length penalty that is best on validation for the last checkpoint; and the
 average of the last three checkpoints. Each budget has its own folder and figure:
 benchmarks/out/curves/<M>min/<model>/seed<S>/, .../<M>min/curves.json, and
-benchmarks/curves_<M>min.png. A model's run starts afresh (its old folder is
+benchmarks/curves_<M>min.png, with a table of the seeds and their means in
+.../<M>min/summary.md. A model's run starts afresh (its old folder is
 removed), and its result is merged into that budget's curves.json, so models can
 run one at a time. Run it alone: every model gets the same wall clock.
 """
@@ -146,6 +147,8 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
 
 
 def plot(results: dict, minutes: float, path: Path):
+    """Test BLEU (solid) and validation BLEU (dashed) of every run; one colour per
+    model, one marker per seed."""
     import logging
 
     import matplotlib
@@ -154,15 +157,19 @@ def plot(results: dict, minutes: float, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    models = sorted({r["model"] for r in results.values()})
+    colors = dict(zip(models, plt.cm.tab10.colors))
+    markers = "osD^v"
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for (key, r), color in zip(sorted(results.items()), plt.cm.tab10.colors):
+    for key, r in sorted(results.items()):
+        color, marker = colors[r["model"]], markers[(r["seed"] - 1) % len(markers)]
         label = f"{key} ({r['params'] / 1e6:.2f} M)"
         for ax, x in zip(axes, ("minutes", "updates")):
             xs = [p[x] for p in r["points"]]
-            ax.plot(xs, [p["test_bleu"] for p in r["points"]], "o-", color=color,
-                    label=f"{label}, test")  # fmt: skip
+            ax.plot(xs, [p["test_bleu"] for p in r["points"]], "-", marker=marker,
+                    color=color, label=f"{label}, test")  # fmt: skip
             ax.plot(xs, [p["valid_bleu"] for p in r["points"]], "--", color=color,
-                    alpha=0.6, label=f"{label}, valid")  # fmt: skip
+                    alpha=0.4)  # fmt: skip
             ax.plot([xs[-1]], [r["average"]["test_bleu"]], "*", color=color,
                     markersize=12)  # fmt: skip
     axes[0].set_xlabel("training wall clock (minutes, 2-core CPU)")
@@ -170,11 +177,37 @@ def plot(results: dict, minutes: float, path: Path):
     axes[0].set_ylabel("sacreBLEU, beam 5")
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle(
-        f"Multi30k De->En learning curves, {minutes:g} min per model (star: average "
-        f"of the last {AVERAGE_LAST} checkpoints, test)"
+        f"Multi30k De->En learning curves, {minutes:g} min per model (dashed: "
+        f"validation; star: average of the last {AVERAGE_LAST} checkpoints, test)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def summary(results: dict) -> str:
+    """A Markdown table: per model, each seed's end-of-budget and averaged test
+    BLEU, and their means over the seeds."""
+    by_model = {}
+    for r in results.values():
+        by_model.setdefault(r["model"], []).append(r)
+    lines = [
+        "| model | params | seeds | updates | end of budget: test | mean | "
+        "average of last 3: test | mean |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, runs in sorted(by_model.items()):
+        runs.sort(key=lambda r: r["seed"])
+        ends = [r["points"][-1]["test_bleu"] for r in runs]
+        avgs = [r["average"]["test_bleu"] for r in runs]
+        updates = [r["points"][-1]["updates"] for r in runs]
+        lines.append(
+            f"| {model} | {runs[0]['params']:,} "
+            f"| {', '.join(str(r['seed']) for r in runs)} "
+            f"| {', '.join(f'{u:,}' for u in updates)} "
+            f"| {' / '.join(f'{b:.2f}' for b in ends)} | {sum(ends) / len(ends):.2f} "
+            f"| {' / '.join(f'{b:.2f}' for b in avgs)} | {sum(avgs) / len(avgs):.2f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -219,6 +252,9 @@ def main(argv=None):
             f"test {r['points'][-1]['test_bleu']:.2f} (average "
             f"{r['average']['test_bleu']:.2f}), lenpen {r['lenpen']}"
         )
+    table = summary(results)
+    (budget_dir(args.minutes) / "summary.md").write_text(table)
+    print(table, end="")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""benchmarks/curves.py's report: the seeds of a model are grouped into one row of
+the summary, with their means, and the figure draws every run."""
+
+import importlib.util
+
+import pytest
+
+from helpers import REPO
+
+
+@pytest.fixture(scope="module")
+def curves():
+    spec = importlib.util.spec_from_file_location(
+        "curves", REPO / "benchmarks" / "curves.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(model, seed, params, ends, average):
+    """A curves.json entry with the fields the report reads."""
+    return {
+        "model": model,
+        "seed": seed,
+        "params": params,
+        "points": [
+            {
+                "minutes": 20.0 * (i + 1),
+                "updates": 1000 * (i + 1),
+                "valid_bleu": b + 1,
+                "test_bleu": b,
+            }
+            for i, b in enumerate(ends)
+        ],
+        "average": {"test_bleu": average},
+    }
+
+
+RESULTS = {
+    "transformer_256 seed2": run("transformer_256", 2, 7_070_000, [30.0, 41.0], 40.5),
+    "delight_d128 seed1": run("delight_d128", 1, 1_910_000, [33.0, 39.38], 39.05),
+    "transformer_256 seed1": run("transformer_256", 1, 7_070_000, [35.0, 41.54], 40.31),
+}
+
+
+def test_summary_groups_seeds_and_takes_their_means(curves):
+    rows = curves.summary(RESULTS).splitlines()
+    assert len(rows) == 4  # header, rule, one row per model
+    delight, transformer = rows[2], rows[3]
+    cells = [c.strip() for c in transformer.strip("|").split("|")]
+    # seeds in order; the last point of each run; (41.54 + 41.0) / 2, (40.31 + 40.5) / 2
+    assert cells == ["transformer_256", "7,070,000", "1, 2", "2,000, 2,000",
+                     "41.54 / 41.00", "41.27", "40.31 / 40.50", "40.41"]  # fmt: skip
+    cells = [c.strip() for c in delight.strip("|").split("|")]
+    assert cells[2:] == ["1", "2,000", "39.38", "39.38", "39.05", "39.05"]
+
+
+def test_the_figure_draws_every_run(curves, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "curves.png"
+    curves.plot(RESULTS, 60, path)
+    assert path.stat().st_size > 10_000
