@@ -316,6 +316,9 @@ def main():
     if args.what == "train" and args.criterion_vocab:
         for loss in ("fairseq", "delight"):
             runs.append(("delight d_m 128", loss, args.criterion_vocab, "none"))
+    env = (
+        dict(os.environ, **FIXED_MMAP_THRESHOLD) if args.fixed_mmap_threshold else None
+    )
     rows = []
     for name, loss, pad_vocab, mode in runs:
         command = [sys.executable, __file__, args.what, "--data", str(args.data)]
@@ -324,9 +327,6 @@ def main():
         command += ["--child-pad-vocab", str(pad_vocab)]
         command += ["--child-checkpointing", mode, "--max-tokens", str(args.max_tokens)]
         command += ["--cuda"] if args.cuda else []
-        env = None
-        if args.fixed_mmap_threshold:
-            env = dict(os.environ, **FIXED_MMAP_THRESHOLD)
         out = subprocess.run(
             command, capture_output=True, text=True, check=True, env=env
         )

@@ -49,6 +49,20 @@ def checkpointed(fn, x: Tensor, offload: bool = False, **kwargs):
     return checkpoint(fn, x, use_reentrant=False, **kwargs)
 
 
+def checkpoint_flags(cfg) -> Tuple[bool, bool, bool]:
+    """(offload, per block, per DExTra): the checkpointing that ``cfg``'s flags ask
+    for. The registered model's config declares them (model.DeLighTModelConfig);
+    a bare architecture config (config.DeLighTConfig) trains without them.
+    Offloading implies per-block checkpointing, and inside a checkpointed block
+    the DExTra is rerun anyway."""
+    offload = bool(getattr(cfg, "offload_activations", False))
+    per_block = offload or bool(getattr(cfg, "checkpoint_activations", False))
+    per_dextra = not per_block and bool(
+        getattr(cfg, "delight_checkpoint_dextra", False)
+    )
+    return offload, per_block, per_dextra
+
+
 class LightFFN(nn.Module):
     """Linear(d_m, d_m/r) -> swish -> dropout -> Linear(d_m/r, d_m) -> dropout."""
 
@@ -113,16 +127,11 @@ class _DeLighTBlock(nn.Module):
         self.self_attn_norm = _Sublayer(d_m, side.normalize_before)
         self.ffn = LightFFN(d_m, side.ffn_red, cfg.activation_dropout, cfg.ffn_dropout)
         self.ffn_norm = _Sublayer(d_m, side.normalize_before)
-        # the registered model's config declares these (model.DeLighTModelConfig);
-        # a bare architecture config (config.DeLighTConfig) trains without them
-        self.offload_activations = bool(getattr(cfg, "offload_activations", False))
-        self.checkpoint_activations = self.offload_activations or bool(
-            getattr(cfg, "checkpoint_activations", False)
-        )
-        # inside a checkpointed block the DExTra is rerun anyway
-        self.checkpoint_dextra = not self.checkpoint_activations and bool(
-            getattr(cfg, "delight_checkpoint_dextra", False)
-        )
+        (
+            self.offload_activations,
+            self.checkpoint_activations,
+            self.checkpoint_dextra,
+        ) = checkpoint_flags(cfg)
         # a flag, not a compiled wrapper: compiling.py holds those, out of the
         # module tree (state dicts, pickles and copies stay the eager model's)
         self.compile_dextra = bool(getattr(cfg, "delight_compile", False))

@@ -15,7 +15,7 @@ from fairseq.modules import PositionalEmbedding
 from torch import Tensor, nn
 
 from .config import DeLighTConfig
-from .delight_layer import checkpointed
+from .delight_layer import checkpoint_flags, checkpointed
 from .dextra import DExTra
 
 
@@ -70,17 +70,9 @@ class DeLighTEmbedding(nn.Module):
             dropout=cfg.delight_dropout,
             shuffle=not cfg.no_glt_shuffle,
         )
-        # the registered model's config declares the flags (model.py); a bare
-        # architecture config (config.DeLighTConfig) trains without them
-        self.offload_activations = bool(getattr(cfg, "offload_activations", False))
-        self.checkpoint_dextra = any(
-            bool(getattr(cfg, flag, False))
-            for flag in (
-                "checkpoint_activations",
-                "offload_activations",
-                "delight_checkpoint_dextra",
-            )
-        )
+        offload, per_block, per_dextra = checkpoint_flags(cfg)
+        self.offload_activations = offload
+        self.checkpoint_dextra = per_block or per_dextra
 
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens: B x T -> B x T x d_m."""
