@@ -94,6 +94,9 @@ MODELS: Dict[str, List[str]] = {
     "delight_d128": delight(128),
     "delight_d192": delight(192),
     "transformer_256": TRANSFORMER_3x256 + recipe(**TRANSFORMER_RECIPE),
+    # a trial at 60 minutes (docs/recipes.md, "Past the recipe's length"): the
+    # catalog's d_m 192 with the first shoot-out's dropouts, nothing else changed
+    "delight_d192_reg": delight(192) + recipe(**BASE["delight"]),
 }
 
 

@@ -1,11 +1,12 @@
-"""benchmarks/curves.py's report: the seeds of a model are grouped into one row of
-the summary, with their means, and the figure draws every run."""
+"""benchmarks/curves.py: the seeds of a model are grouped into one row of the
+summary, with their means; the figure draws every run; and the dropout trial
+changes only the dropouts."""
 
 import importlib.util
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, USER_DIR
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,35 @@ def test_the_figure_draws_every_run(curves, tmp_path):
     path = tmp_path / "curves.png"
     curves.plot(RESULTS, 60, path)
     assert path.stat().st_size > 10_000
+
+
+def parsed(flags):
+    """What fairseq's training parser makes of a model's flags (the last of a
+    repeated flag wins, as on the command line)."""
+    from fairseq import options
+
+    parser = options.get_training_parser()
+    argv = ["data-bin/x", "--user-dir", USER_DIR, *flags]
+    return vars(options.parse_args_and_arch(parser, argv))
+
+
+def changed(curves, model, trial):
+    models = curves.multi30k.MODELS
+    before, after = parsed(models[model]), parsed(models[trial])
+    assert before.keys() == after.keys()
+    return {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+
+
+def test_the_delight_trial_changes_only_the_dropouts(curves):
+    # the catalog's d_m 192 (dropout 0.1, no attention or DExTra dropout) against
+    # the first shoot-out's dropouts (multi30k.BASE["delight"])
+    assert changed(curves, "delight_d192", "delight_d192_reg") == {
+        "dropout": (0.1, 0.2),
+        "ffn_dropout": (0.1, 0.2),
+        "attention_dropout": (0.0, 0.05),
+        "delight_dropout": (0.0, 0.05),
+    }
+
+
+def test_every_model_has_a_checkpoint_interval(curves):
+    assert set(curves.EVERY) == set(curves.multi30k.MODELS)
