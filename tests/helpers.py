@@ -38,6 +38,15 @@ def build(
     return build_model(arch, src, tgt, **overrides)
 
 
+def train_namespace(flags, data: str = "data-bin/x"):
+    """What fairseq's training parser makes of ``flags`` with this plugin loaded
+    (the last of a repeated flag wins, as on the command line)."""
+    from fairseq import options
+
+    parser = options.get_training_parser()
+    return options.parse_args_and_arch(parser, [data, "--user-dir", USER_DIR, *flags])
+
+
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

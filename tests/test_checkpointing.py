@@ -80,18 +80,16 @@ def count_calls(model):
     DExTra units, forward and rerun (pre-hooks: a rerun stops once it has rebuilt
     what the backward needs)."""
     calls = {"dextra": 0, "self_attn": 0, "embedding": 0}
-    units = [
-        (layer, name) for layer in blocks(model) for name in ("dextra", "self_attn")
-    ]
-    for side in (model.encoder, model.decoder):
-        units.append((side.embed_tokens, "dextra"))
-    for owner, name in units:
-        key = name if owner in blocks(model) else "embedding"
+    units = [(key, getattr(layer, key)) for layer in blocks(model)
+             for key in ("dextra", "self_attn")]  # fmt: skip
+    units += [("embedding", side.embed_tokens.dextra)
+              for side in (model.encoder, model.decoder)]  # fmt: skip
+    for key, unit in units:
 
         def hook(module, args, key=key):
             calls[key] += 1
 
-        getattr(owner, name).register_forward_pre_hook(hook)
+        unit.register_forward_pre_hook(hook)
     return calls
 
 

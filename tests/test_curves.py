@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from helpers import REPO, USER_DIR
+from helpers import REPO, train_namespace
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +64,12 @@ def test_the_figure_draws_every_run(curves, tmp_path):
     assert path.stat().st_size > 10_000
 
 
-def parsed(flags):
-    """What fairseq's training parser makes of a model's flags (the last of a
-    repeated flag wins, as on the command line)."""
-    from fairseq import options
-
-    parser = options.get_training_parser()
-    argv = ["data-bin/x", "--user-dir", USER_DIR, *flags]
-    return vars(options.parse_args_and_arch(parser, argv))
-
-
 def changed(curves, model, trial):
     models = curves.multi30k.MODELS
-    before, after = parsed(models[model]), parsed(models[trial])
+    before, after = (
+        vars(train_namespace(models[model])),
+        vars(train_namespace(models[trial])),
+    )
     assert before.keys() == after.keys()
     return {k: (before[k], after[k]) for k in before if before[k] != after[k]}
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fairseq import options
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 from delight_fairseq.catalog import BENCHMARKS, get
@@ -19,7 +18,7 @@ from delight_fairseq.tools.prep import datasets
 from delight_fairseq.tools.synthetic import write_corpus
 from delight_fairseq.tools.training import hydra_config, train_args, update_freq
 
-from helpers import REPO, USER_DIR, hydra_train_tiny, preprocess
+from helpers import REPO, hydra_train_tiny, preprocess, train_namespace
 
 # the paper's peak LRs (README.md, "Reproducing the paper's tables")
 PEAK_LR = {
@@ -52,9 +51,9 @@ def test_update_freq_keeps_the_paper_batch(name, gpus, freq):
 
 
 def cli_config(name, d_m, gpus=1):
-    parser = options.get_training_parser()
-    argv = ["data-bin/x", "--user-dir", USER_DIR, *train_args(get(name), d_m, gpus)]
-    return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+    return convert_namespace_to_omegaconf(
+        train_namespace(train_args(get(name), d_m, gpus))
+    )
 
 
 @pytest.mark.parametrize("name, d_m", ALL_ROWS)
