@@ -5,8 +5,9 @@ and in-process BLEU of a checkpoint. Shared by tune.py, curves.py and shootout.p
     python benchmarks/multi30k.py models         # the model names
 
 Every model trains with the same data, batch (4,096 tokens), optimizer and
-criterion (COMMON); MODELS holds what differs: the shape and its recipe. The
-DeLighT models are the catalog's ``multi30k_de_en`` recipe (delight_fairseq/catalog.py).
+criterion (COMMON); MODELS holds what differs (and comes after COMMON on the command
+line, so it may override it): the shape and its recipe. The DeLighT models are the
+catalog's ``multi30k_de_en`` recipe (delight_fairseq/catalog.py).
 """
 
 import argparse
@@ -90,6 +91,17 @@ def delight(d_m: int) -> List[str]:
     return train_args(get("multi30k_de_en"), d_m) + ["--max-update", "0"]
 
 
+def annealed(flags: List[str], updates: int) -> List[str]:
+    """``flags`` with inverse_sqrt's decay replaced by one cosine period: the same
+    warmup and peak LR, then down to 0 at ``updates`` plus a 3 % margin (so that a
+    run a little faster than ``updates`` does not start a second period).
+    ``updates``: what the model makes in the budget alone (its seed-1 run)."""
+    last = max(i for i, flag in enumerate(flags) if flag == "--warmup-updates")
+    warmup = int(flags[last + 1])
+    period = round(updates * 1.03) - warmup
+    return flags + ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
+
+
 MODELS: Dict[str, List[str]] = {
     "delight_d128": delight(128),
     "delight_d192": delight(192),
@@ -97,6 +109,9 @@ MODELS: Dict[str, List[str]] = {
     # a trial at 60 minutes (docs/recipes.md, "Past the recipe's length"): the
     # catalog's d_m 192 with the first shoot-out's dropouts, nothing else changed
     "delight_d192_reg": delight(192) + recipe(**BASE["delight"]),
+    # a trial at 60 minutes: the catalog's d_m 192 annealed to 0 within the hour
+    # (its two 60-minute runs made 4,678 and 4,681 updates)
+    "delight_d192_cosine": annealed(delight(192), 4_680),
 }
 
 
@@ -123,7 +138,7 @@ def train(
     cmd = [
         str(Path(sys.executable).parent / "fairseq-train"), str(prepare()),
         "--user-dir", str(ROOT / "delight_fairseq"),
-        *flags, *COMMON, "--seed", str(seed), "--stop-time-hours", str(minutes / 60),
+        *COMMON, *flags, "--seed", str(seed), "--stop-time-hours", str(minutes / 60),
         "--save-dir", str(save_dir), *extra,
     ]  # fmt: skip
     logger.info("training %s for %s min (seed %d)", save_dir, minutes, seed)

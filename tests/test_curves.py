@@ -1,6 +1,6 @@
 """benchmarks/curves.py: the seeds of a model are grouped into one row of the
-summary, with their means; the figure draws every run; and the dropout trial
-changes only the dropouts."""
+summary, with their means; the figure draws every run; the dropout trial
+changes only the dropouts, and the schedule trial only the decay of the LR."""
 
 import importlib.util
 
@@ -64,12 +64,13 @@ def test_the_figure_draws_every_run(curves, tmp_path):
     assert path.stat().st_size > 10_000
 
 
+def parsed(curves, model):
+    """fairseq's namespace for ``model``'s training command (COMMON, then its flags)."""
+    return train_namespace([*curves.multi30k.COMMON, *curves.multi30k.MODELS[model]])
+
+
 def changed(curves, model, trial):
-    models = curves.multi30k.MODELS
-    before, after = (
-        vars(train_namespace(models[model])),
-        vars(train_namespace(models[trial])),
-    )
+    before, after = vars(parsed(curves, model)), vars(parsed(curves, trial))
     assert before.keys() == after.keys()
     return {k: (before[k], after[k]) for k in before if before[k] != after[k]}
 
@@ -83,6 +84,42 @@ def test_the_delight_trial_changes_only_the_dropouts(curves):
         "attention_dropout": (0.0, 0.05),
         "delight_dropout": (0.0, 0.05),
     }
+
+
+def learning_rates(namespace, updates):
+    """The LR fairseq's scheduler sets after each of ``updates``."""
+    import torch
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.optim import build_optimizer
+    from fairseq.optim.lr_scheduler import build_lr_scheduler
+
+    cfg = convert_namespace_to_omegaconf(namespace)
+    optimizer = build_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))])
+    scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer)
+    return [scheduler.step_update(n) for n in updates]
+
+
+def test_the_schedule_trial_anneals_to_zero_within_the_hour(curves):
+    recipe, trial = (
+        parsed(curves, "delight_d192"),
+        parsed(curves, "delight_d192_cosine"),
+    )
+    shared = vars(recipe).keys() & vars(trial).keys()
+    assert {k for k in shared if vars(recipe)[k] != vars(trial)[k]} == {"lr_scheduler"}
+    assert (recipe.lr_scheduler, trial.lr_scheduler) == ("inverse_sqrt", "cosine")
+    steps = [0, 200, 400, 1000, 2400, 4000, 4680]
+    before, after = learning_rates(recipe, steps), learning_rates(trial, steps)
+    # the same warmup from 1e-7 to the peak of 0.003 at update 400
+    assert after[:3] == pytest.approx(before[:3], rel=1e-6)
+    assert after[2] == pytest.approx(0.003)
+    # then higher than inverse_sqrt at first, falling monotonically to about 0 at
+    # the end of the hour (4,680 updates), where inverse_sqrt is still at 29 %
+    assert after[3] > before[3]
+    assert after[2:] == sorted(after[2:], reverse=True)
+    assert before[-1] == pytest.approx(0.003 * (400 / 4680) ** 0.5)
+    assert after[-1] < 0.003 * 0.01
+    # a run a little faster than the hour's updates does not start a second period
+    assert learning_rates(trial, [4800])[0] < 0.003 * 0.01
 
 
 def test_every_model_has_a_checkpoint_interval(curves):
