@@ -113,6 +113,8 @@ MODELS: Dict[str, List[str]] = {
     # (its two 60-minute runs made 4,678 and 4,681 updates)
     "delight_d192_cosine": annealed(delight(192), 4_680),
 }
+# the same schedule trial for the transformer (its 60-minute runs: 2,953 and 3,026)
+MODELS["transformer_256_cosine"] = annealed(MODELS["transformer_256"], 2_990)
 
 
 def family(model: str) -> str:

@@ -1,6 +1,6 @@
 """benchmarks/curves.py: the seeds of a model are grouped into one row of the
 summary, with their means; the figure draws every run; the dropout trial
-changes only the dropouts, and the schedule trial only the decay of the LR."""
+changes only the dropouts, and the schedule trials only the decay of the LR."""
 
 import importlib.util
 
@@ -99,28 +99,43 @@ def learning_rates(namespace, updates):
     return [scheduler.step_update(n) for n in updates]
 
 
-def test_the_schedule_trial_anneals_to_zero_within_the_hour(curves):
-    recipe, trial = (
-        parsed(curves, "delight_d192"),
-        parsed(curves, "delight_d192_cosine"),
-    )
-    shared = vars(recipe).keys() & vars(trial).keys()
-    assert {k for k in shared if vars(recipe)[k] != vars(trial)[k]} == {"lr_scheduler"}
-    assert (recipe.lr_scheduler, trial.lr_scheduler) == ("inverse_sqrt", "cosine")
-    steps = [0, 200, 400, 1000, 2400, 4000, 4680]
-    before, after = learning_rates(recipe, steps), learning_rates(trial, steps)
-    # the same warmup from 1e-7 to the peak of 0.003 at update 400
-    assert after[:3] == pytest.approx(before[:3], rel=1e-6)
-    assert after[2] == pytest.approx(0.003)
+@pytest.mark.parametrize(
+    "recipe, peak, warmup, hour",
+    # each model's peak LR and warmup, and the updates it makes in 60 minutes here
+    [("delight_d192", 0.003, 400, 4680), ("transformer_256", 0.002, 250, 2990)],
+)
+def test_the_schedule_trials_anneal_to_zero_within_the_hour(
+    curves, recipe, peak, warmup, hour
+):
+    before = parsed(curves, recipe)
+    after = parsed(curves, f"{recipe}_cosine")
+    shared = vars(before).keys() & vars(after).keys()
+    assert {k for k in shared if vars(before)[k] != vars(after)[k]} == {"lr_scheduler"}
+    assert (before.lr_scheduler, after.lr_scheduler) == ("inverse_sqrt", "cosine")
+    steps = [0, warmup // 2, warmup, 2 * warmup, hour // 2, int(0.85 * hour), hour]
+    old, new = learning_rates(before, steps), learning_rates(after, steps)
+    # the same warmup from 1e-7 to the same peak
+    assert new[:3] == pytest.approx(old[:3], rel=1e-6)
+    assert new[2] == pytest.approx(peak)
     # then higher than inverse_sqrt at first, falling monotonically to about 0 at
-    # the end of the hour (4,680 updates), where inverse_sqrt is still at 29 %
-    assert after[3] > before[3]
-    assert after[2:] == sorted(after[2:], reverse=True)
-    assert before[-1] == pytest.approx(0.003 * (400 / 4680) ** 0.5)
-    assert after[-1] < 0.003 * 0.01
+    # the end of the hour, where inverse_sqrt is still at 29 % of its peak
+    assert new[3] > old[3]
+    assert new[2:] == sorted(new[2:], reverse=True)
+    assert old[-1] == pytest.approx(peak * (warmup / hour) ** 0.5)
+    assert new[-1] < peak * 0.01
     # a run a little faster than the hour's updates does not start a second period
-    assert learning_rates(trial, [4800])[0] < 0.003 * 0.01
+    assert learning_rates(after, [int(1.025 * hour)])[0] < peak * 0.01
 
 
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
+
+
+def test_no_model_but_the_schedule_trials_overrides_common(curves):
+    # the models' flags come after COMMON on the command line; before the schedule
+    # trial they came first, and every earlier run must parse as it did then
+    common, models = curves.multi30k.COMMON, curves.multi30k.MODELS
+    for model in sorted(m for m in models if not m.endswith("_cosine")):
+        now = vars(train_namespace([*common, *models[model]]))
+        then = vars(train_namespace([*models[model], *common]))
+        assert now == then, model
