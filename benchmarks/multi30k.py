@@ -95,7 +95,7 @@ def annealed(flags: List[str], updates: int) -> List[str]:
     """``flags`` with inverse_sqrt's decay replaced by one cosine period: the same
     warmup and peak LR, then down to 0 at ``updates`` plus a 3 % margin (so that a
     run a little faster than ``updates`` does not start a second period).
-    ``updates``: what the model makes in the budget alone (its seed-1 run)."""
+    ``updates``: what the model makes in the budget alone (the mean of its runs)."""
     last = max(i for i, flag in enumerate(flags) if flag == "--warmup-updates")
     warmup = int(flags[last + 1])
     period = round(updates * 1.03) - warmup
