@@ -32,11 +32,8 @@ OUT = multi30k.OUT / "curves"
 DEFAULT_MODELS = ("transformer_256", "delight_d192", "delight_d128")
 # updates per checkpoint: about 4 minutes each (0.8, 1.2 and 1.7 updates/s here)
 EVERY = {"transformer_256": 200, "delight_d192": 300, "delight_d128": 400}
-# the trials at 60 minutes (docs/recipes.md, "Past the recipe's length")
-EVERY.update(
-    dict.fromkeys(("delight_d192_reg", "delight_d192_cosine"), EVERY["delight_d192"])
-)
-EVERY["transformer_256_cosine"] = EVERY["transformer_256"]
+# a trial saves as often as the model it changes
+EVERY.update({name: EVERY[base] for name, (base, _) in multi30k.TRIALS.items()})
 AVERAGE_LAST = 3
 # tune.py found the best length penalty at the top of its grid: look further here
 LENPENS = (*multi30k.LENPENS, 3.0)
@@ -227,8 +224,7 @@ def main(argv=None):
         nargs="*",
         default=list(DEFAULT_MODELS),
         choices=sorted(multi30k.MODELS),
-        help="default: %(default)s; the *_reg and *_cosine models are trials "
-        "(docs/recipes.md)",
+        help="default: %(default)s; the others are trials (multi30k.TRIALS)",
     )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(

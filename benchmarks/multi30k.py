@@ -91,30 +91,37 @@ def delight(d_m: int) -> List[str]:
     return train_args(get("multi30k_de_en"), d_m) + ["--max-update", "0"]
 
 
-def annealed(flags: List[str], updates: int) -> List[str]:
-    """``flags`` with inverse_sqrt's decay replaced by one cosine period: the same
-    warmup and peak LR, then down to 0 at ``updates`` plus a 3 % margin (so that a
-    run a little faster than ``updates`` does not start a second period).
-    ``updates``: what the model makes in the budget alone (the mean of its runs)."""
-    last = max(i for i, flag in enumerate(flags) if flag == "--warmup-updates")
-    warmup = int(flags[last + 1])
-    period = round(updates * 1.03) - warmup
-    return flags + ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
-
-
 MODELS: Dict[str, List[str]] = {
     "delight_d128": delight(128),
     "delight_d192": delight(192),
     "transformer_256": TRANSFORMER_3x256 + recipe(**TRANSFORMER_RECIPE),
-    # a trial at 60 minutes (docs/recipes.md, "Past the recipe's length"): the
-    # catalog's d_m 192 with the first shoot-out's dropouts, nothing else changed
-    "delight_d192_reg": delight(192) + recipe(**BASE["delight"]),
-    # a trial at 60 minutes: the catalog's d_m 192 annealed to 0 within the hour
-    # (its two 60-minute runs made 4,678 and 4,681 updates)
-    "delight_d192_cosine": annealed(delight(192), 4_680),
 }
-# the same schedule trial for the transformer (its 60-minute runs: 2,953 and 3,026)
-MODELS["transformer_256_cosine"] = annealed(MODELS["transformer_256"], 2_990)
+
+
+def annealing(flags: List[str], updates: int) -> List[str]:
+    """The flags that replace inverse_sqrt's decay in ``flags`` by one cosine
+    period: the same warmup and peak LR, then down to 0 at ``updates`` plus a 3 %
+    margin (so that a run a little faster than ``updates`` does not start a second
+    period). ``updates``: what the model makes in the budget alone (its runs' mean)."""
+    last = max(i for i, flag in enumerate(flags) if flag == "--warmup-updates")
+    period = round(updates * 1.03) - int(flags[last + 1])
+    return ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
+
+
+# Trials at 60 minutes (docs/recipes.md, "Past the recipe's length"): a model of
+# MODELS and the flags the trial adds to it, nothing else changed.
+TRIALS = {
+    # the first shoot-out's dropouts
+    "delight_d192_reg": ("delight_d192", recipe(**BASE["delight"])),
+    # the LR annealed to 0 within the hour (60-minute runs: 4,678 and 4,681 updates)
+    "delight_d192_cosine": ("delight_d192", annealing(MODELS["delight_d192"], 4_680)),
+    # the same for the transformer (2,953 and 3,026 updates)
+    "transformer_256_cosine": (
+        "transformer_256",
+        annealing(MODELS["transformer_256"], 2_990),
+    ),
+}
+MODELS.update({name: MODELS[base] + extra for name, (base, extra) in TRIALS.items()})
 
 
 def family(model: str) -> str:
