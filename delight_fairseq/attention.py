@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from fairseq.incremental_decoding_utils import with_incremental_state
 from torch import Tensor, nn
 
+from . import fused
 from .group_linear import Linear
 
 
@@ -40,6 +41,7 @@ class SingleHeadAttention(nn.Module):
         super().__init__()
         self.proj_dim = proj_dim
         self.dropout = dropout
+        self.fast_dropout = False  # fused.set_fast_dropout
         self.self_attention = self_attention
         self.scaling = proj_dim**-0.5
         if self_attention:
@@ -124,7 +126,7 @@ class SingleHeadAttention(nn.Module):
                 key_padding_mask.unsqueeze(1).to(torch.bool), float("-inf")
             )
         weights = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-        probs = F.dropout(weights, p=self.dropout, training=self.training)
+        probs = fused.dropout(weights, self.dropout, self.training, self.fast_dropout)
         # B x T x S @ B x S x C -> B x T x C -> T x B x C
         out = torch.bmm(probs, v).transpose(0, 1)
         out = self.out_proj(out)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from . import compiling
+from . import compiling, fused
 from .attention import SingleHeadAttention
 from .config import Side
 from .dextra import DExTra
@@ -78,12 +78,13 @@ class LightFFN(nn.Module):
         self.fc2 = Linear(embed_dim // reduction, embed_dim)
         self.activation_dropout = activation_dropout
         self.ffn_dropout = ffn_dropout
+        self.fast_dropout = False  # fused.set_fast_dropout
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.silu(self.fc1(x))
-        x = F.dropout(x, p=self.activation_dropout, training=self.training)
+        x = fused.dropout(x, self.activation_dropout, self.training, self.fast_dropout)
         x = self.fc2(x)
-        return F.dropout(x, p=self.ffn_dropout, training=self.training)
+        return fused.dropout(x, self.ffn_dropout, self.training, self.fast_dropout)
 
 
 class _Sublayer(nn.Module):
@@ -111,6 +112,7 @@ class _DeLighTBlock(nn.Module):
         d_m = cfg.delight_emb_out_dim
         proj = d_m // 2
         self.dropout = cfg.dropout
+        self.fast_dropout = False  # fused.set_fast_dropout
         self.dextra = DExTra(
             d_m,
             proj,
@@ -175,7 +177,7 @@ class DeLighTEncoderLayer(_DeLighTBlock):
         residual = x
         x = self.run_dextra(self.self_attn_norm.pre(x))
         x, _ = self.self_attn(x, key_padding_mask=encoder_padding_mask)
-        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = fused.dropout(x, self.dropout, self.training, self.fast_dropout)
         x = self.self_attn_norm.post(x, residual)
 
         residual = x
@@ -255,7 +257,7 @@ class DeLighTDecoderLayer(_DeLighTBlock):
             attn_mask=self_attn_mask,
             incremental_state=incremental_state,
         )
-        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = fused.dropout(x, self.dropout, self.training, self.fast_dropout)
         x = self.self_attn_norm.post(x, residual)
 
         attn: Optional[Tensor] = None
@@ -268,7 +270,7 @@ class DeLighTDecoderLayer(_DeLighTBlock):
                 incremental_state=incremental_state,
                 need_weights=need_attn,
             )
-            x = F.dropout(x, p=self.dropout, training=self.training)
+            x = fused.dropout(x, self.dropout, self.training, self.fast_dropout)
             x = self.encoder_attn_norm.post(x, residual)
 
         residual = x

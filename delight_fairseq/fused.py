@@ -1,12 +1,14 @@
-"""The fused GLT tail (bias, feature shuffle, group LayerNorm, swish) on CPU.
+"""The fused CPU kernels: the GLT tail (bias, feature shuffle, group LayerNorm,
+swish) and, with ``--delight-fast-dropout``, dropout with a counter-based mask.
 
-``csrc/glt_tail.cpp`` is compiled on first use with torch's C++ extension
-builder (about 20 s, then cached under ``$TORCH_EXTENSIONS_DIR`` or
-``~/.cache/torch_extensions``, one build per checkout; ``scripts/setup.sh``
-builds it once). Where it
-cannot be used (no compiler, a GPU tensor, half precision, or
-``DELIGHT_FUSED_GLT=0`` in the environment) the GLT runs the same arithmetic
-with eager PyTorch ops; the two agree to float tolerance (tests/test_fused.py).
+``csrc/glt_tail.cpp`` and ``csrc/dropout.cpp`` are compiled on first use with
+torch's C++ extension builder (about 30 s, then cached under
+``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``, one build per
+checkout; ``scripts/setup.sh`` builds it once). Where they cannot be used (no
+compiler, a GPU tensor, half precision, or ``DELIGHT_FUSED_GLT=0`` in the
+environment) the GLT runs the same arithmetic with eager PyTorch ops, and
+dropout is torch's; the two GLT paths agree to float tolerance
+(tests/test_fused.py).
 """
 
 import hashlib
@@ -24,7 +26,8 @@ from torch.autograd.function import once_differentiable
 
 logger = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).with_name("csrc") / "glt_tail.cpp"
+_CSRC = Path(__file__).with_name("csrc")
+_SOURCES = [_CSRC / "glt_tail.cpp", _CSRC / "dropout.cpp"]
 _lock = threading.Lock()
 _module = None
 _failed = False
@@ -50,7 +53,7 @@ def _build_name(isa: str) -> str:
     """One build per ISA and per copy of the source: torch keys its cache by this
     name, and two checkouts sharing one name would rebuild it over each other
     (and could load a library being rewritten)."""
-    where = hashlib.sha1(str(_SOURCE.resolve()).encode()).hexdigest()[:8]
+    where = hashlib.sha1(str(_CSRC.resolve()).encode()).hexdigest()[:8]
     return f"delight_glt_tail_{isa.lower()}_{where}"
 
 
@@ -94,13 +97,15 @@ def load():
 
             isa = torch.backends.cpu.get_cpu_capability()
             logger.info(
-                "DeLighT: loading the fused GLT kernel (%s, %s)", _SOURCE.name, isa
+                "DeLighT: loading the fused CPU kernels (%s, %s)",
+                ", ".join(f.name for f in _SOURCES),
+                isa,
             )
             _clear_stale_lock(_build_name(isa))
             try:
                 _module = build(
                     name=_build_name(isa),
-                    sources=[str(_SOURCE)],
+                    sources=[str(f) for f in _SOURCES],
                     extra_cflags=_cflags(isa),
                     extra_ldflags=["-fopenmp"],
                     verbose=False,
@@ -144,3 +149,44 @@ class GLTTail(torch.autograd.Function):
             grad, y, bias, weight, beta, mean, rstd, ctx.shuffle
         )
         return grad_y, grad_bias, grad_w, grad_beta, None
+
+
+def set_fast_dropout(model: torch.nn.Module, on: bool) -> None:
+    """``--delight-fast-dropout``: switch the counter-based masks on or off in
+    every module of ``model`` that draws dropout (they have ``fast_dropout``)."""
+    for module in model.modules():
+        if hasattr(module, "fast_dropout"):
+            module.fast_dropout = on
+
+
+def dropout(x: Tensor, p: float, training: bool, counter: bool) -> Tensor:
+    """``F.dropout(x, p, training)``; with ``counter`` (``--delight-fast-dropout``)
+    the mask of a CPU float tensor comes from the fused kernel instead: hashed
+    from each element's index and a seed drawn from torch's generator, on all
+    threads, and computed again in the backward pass instead of being stored.
+    The same distribution as torch's masks, other draws; a rerun under
+    activation checkpointing restores the generator and so draws the same."""
+    if not torch.jit.is_scripting():
+        if counter and training and p > 0.0 and usable(x):
+            return CounterDropout.apply(x, p, _seed())
+    return torch.nn.functional.dropout(x, p=p, training=training)
+
+
+def _seed() -> int:
+    """A 62-bit seed from torch's default generator (seeded by fairseq)."""
+    return int(torch.randint(0, 2**62, (), dtype=torch.int64))
+
+
+class CounterDropout(torch.autograd.Function):
+    """x -> x * keep(index, seed) / (1 - p); the backward pass applies the same
+    mask to the gradient (csrc/dropout.cpp)."""
+
+    @staticmethod
+    def forward(ctx, x, p: float, seed: int):
+        ctx.p, ctx.seed = p, seed
+        return _module.counter_dropout(x, p, seed)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        return _module.counter_dropout(grad, ctx.p, ctx.seed), None, None

@@ -24,13 +24,15 @@ class LinearNormAct(nn.Module):
         self.linear = Linear(in_features, out_features)
         self.layer_norm = nn.LayerNorm(out_features)
         self.dropout = dropout
+        self.fast_dropout = False  # fused.set_fast_dropout
 
     def forward(self, x: Tensor) -> Tensor:
         if not torch.jit.is_scripting():
             if fused.usable(x):
-                return F.dropout(self._fused(x), p=self.dropout, training=self.training)
+                x = self._fused(x)
+                return fused.dropout(x, self.dropout, self.training, self.fast_dropout)
         x = F.silu(self.layer_norm(self.linear(x)))
-        return F.dropout(x, p=self.dropout, training=self.training)
+        return fused.dropout(x, self.dropout, self.training, self.fast_dropout)
 
     @torch.jit.unused
     def _fused(self, x: Tensor) -> Tensor:
@@ -77,6 +79,7 @@ class GroupLinear(nn.Module):
         # shuffling a single group is the identity
         self.shuffle = shuffle and groups > 1
         self.dropout = dropout
+        self.fast_dropout = False  # fused.set_fast_dropout
         self.weight = nn.Parameter(
             torch.empty(groups, in_features // groups, out_features // groups)
         )
@@ -110,9 +113,9 @@ class GroupLinear(nn.Module):
         if not torch.jit.is_scripting():
             if fused.usable(x):
                 y = self._fused(x)
-                return F.dropout(y, p=self.dropout, training=self.training)
+                return fused.dropout(y, self.dropout, self.training, self.fast_dropout)
         y = self._tail(torch.baddbmm(self.bias.unsqueeze(1), x, self.weight))
-        return F.dropout(y, p=self.dropout, training=self.training)
+        return fused.dropout(y, self.dropout, self.training, self.fast_dropout)
 
     @torch.jit.unused
     def _fused(self, x: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ from fairseq.models import (
 )
 from torch import Tensor
 
+from . import fused
 from .catalog import BENCHMARKS, Benchmark
 from .config import DeLighTConfig, config_from, resolve, side
 from .decoder import DeLighTDecoder
@@ -28,7 +29,8 @@ class DeLighTModelConfig(DeLighTConfig):
     """The flags of ``delight_transformer``: the architecture (DeLighTConfig),
     activation checkpointing (docs/architecture.md section 11), which trades
     compute for memory in training, and ``--delight-compile`` (section 12),
-    which trades a compilation for speed. Neither changes the model or its
+    which trades a compilation for speed, and ``--delight-fast-dropout``, which
+    draws dropout masks faster on a CPU. None of them changes the model or its
     checkpoints; the presets and configs/ therefore leave them out."""
 
     checkpoint_activations: bool = field(
@@ -70,6 +72,18 @@ class DeLighTModelConfig(DeLighTConfig):
             "kernel). The same parameters and checkpoints; composes with the "
             "checkpointing flags; no effect under TorchScript; dropout draws other "
             "masks than eager"
+        },
+    )
+    delight_fast_dropout: bool = field(
+        default=False,
+        metadata={
+            "help": "CPU training: draw the dropout masks of the blocks, DExTra "
+            "units, attention and FFN with the fused kernel (csrc/dropout.cpp), "
+            "hashed from each element's index and a seed from torch's generator, "
+            "on all cores, and computed again in the backward pass instead of "
+            "kept (torch's CPU dropout draws on one core and keeps a float mask). "
+            "The same distribution, other masks than torch's; no effect on GPU "
+            "tensors, in evaluation, or with DELIGHT_FUSED_GLT=0"
         },
     )
 
@@ -137,6 +151,7 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
         encoder = DeLighTEncoder(cfg, src_dict, DeLighTEmbedding(cfg, src_table))
         decoder = DeLighTDecoder(cfg, tgt_dict, DeLighTEmbedding(cfg, tgt_table))
         model = cls(cfg, encoder, decoder)
+        fused.set_fast_dropout(model, cfg.delight_fast_dropout)
         logger.info(model.describe())
         return model
 
@@ -155,6 +170,7 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
             f"embedding DExTra depth {cfg.delight_emb_depth}, total depth {depth}, "
             f"parameters {n_params:,}{_checkpointing_note(cfg)}"
             + (", DExTra units compiled" if cfg.delight_compile else "")
+            + (", fast CPU dropout" if cfg.delight_fast_dropout else "")
         )
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):

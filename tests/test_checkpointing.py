@@ -105,10 +105,13 @@ def glt_path(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.parametrize("fast_dropout", [False, True], ids=["torch", "fast"])
 @pytest.mark.parametrize("mode", list(MODES))
-def test_same_loss_and_gradients_with_dropout(mode, glt_path):
-    want_loss, want = loss_and_grads(tiny())
-    model = tiny(**MODES[mode])
+def test_same_loss_and_gradients_with_dropout(mode, glt_path, fast_dropout):
+    """Also with --delight-fast-dropout: its masks come from seeds drawn from
+    torch's generator, which the rerun restores."""
+    want_loss, want = loss_and_grads(tiny(delight_fast_dropout=fast_dropout))
+    model = tiny(**MODES[mode], delight_fast_dropout=fast_dropout)
     calls = count_calls(model)
     got_loss, got = loss_and_grads(model)
     torch.testing.assert_close(got_loss, want_loss, rtol=1e-6, atol=0)

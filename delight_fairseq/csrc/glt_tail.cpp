@@ -265,7 +265,12 @@ std::vector<torch::Tensor> backward(torch::Tensor grad, torch::Tensor y,
 
 }  // namespace
 
+// dropout.cpp
+torch::Tensor counter_dropout(torch::Tensor x, double p, int64_t seed);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("forward", &forward, "GLT tail forward: bias, shuffle, LayerNorm, swish");
   module.def("backward", &backward, "GLT tail backward");
+  module.def("counter_dropout", &counter_dropout,
+             "dropout with a mask hashed from (index, seed)");
 }
