@@ -87,23 +87,33 @@ def shootout_models() -> dict:
         + ["--share-all-embeddings"],
         "shoot-out delight d_m 192": multi30k.MODELS["delight_d192"],
         "shoot-out delight d_m 128": multi30k.MODELS["delight_d128"],
+        # the 60-minute dropout trial: the first shoot-out's dropouts at d_m 192
+        "shoot-out delight d_m 192, more dropout": multi30k.MODELS["delight_d192_reg"],
     }
 
 
 MODELS.update(shootout_models())
 
 LOSS_CHUNK = ["--loss-chunk-tokens", "512"]
+FAST_DROPOUT = ["--delight-fast-dropout"]
+# training options that change memory and time, not the model
 CHECKPOINTING = {
     "none": [],
     "block": ["--checkpoint-activations"],
     "dextra": ["--delight-checkpoint-dextra"],
     "loss": LOSS_CHUNK,
     "block+loss": ["--checkpoint-activations", *LOSS_CHUNK],
+    "fast-dropout": FAST_DROPOUT,
+    "block+loss+fast-dropout": ["--checkpoint-activations", *LOSS_CHUNK, *FAST_DROPOUT],
 }
 
 
 def label(name: str, checkpointing: str) -> str:
-    return name if checkpointing == "none" else f"{name}, checkpoint {checkpointing}"
+    if checkpointing == "none":
+        return name
+    if checkpointing.startswith("fast"):
+        return f"{name}, {checkpointing}"
+    return f"{name}, checkpoint {checkpointing}"
 
 
 CRITERIA = {
@@ -256,8 +266,8 @@ def main():
         nargs="+",
         choices=list(CHECKPOINTING),
         default=["none"],
-        help="train: activation checkpointing modes to run each model in "
-        "('dextra': DeLighT only)",
+        help="train: activation checkpointing (and other memory or speed) modes "
+        "to run each model in ('dextra' and those with 'fast-dropout': DeLighT only)",
     )
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--cuda", action="store_true", help="train on the GPU")
@@ -311,7 +321,7 @@ def main():
         (name, "delight", 0, mode)
         for name in args.models
         for mode in modes
-        if mode != "dextra" or "delight" in name
+        if "delight" in name or not ("dextra" in mode or "fast-dropout" in mode)
     ]
     if args.what == "train" and args.criterion_vocab:
         for loss in ("fairseq", "delight"):
