@@ -1,6 +1,7 @@
 """benchmarks/curves.py: the seeds of a model are grouped into one row of the
 summary, with their means; the figure draws every run; the dropout trial
-changes only the dropouts, and the schedule trials only the decay of the LR."""
+changes only the dropouts, the schedule trials only the decay of the LR, and the
+combined trial both, drawing its dropout with --delight-fast-dropout."""
 
 import importlib.util
 
@@ -127,6 +128,20 @@ def test_the_schedule_trials_anneal_to_zero_within_the_hour(
     assert learning_rates(after, [int(1.025 * hour)])[0] < peak * 0.01
 
 
+def test_the_combined_trial_is_the_dropout_trial_annealed_with_fast_dropout(curves):
+    reg = parsed(curves, "delight_d192_reg")
+    trial = parsed(curves, "delight_d192_reg_cosine")
+    shared = vars(reg).keys() & vars(trial).keys()
+    differ = {k for k in shared if vars(reg)[k] != vars(trial)[k]}
+    assert differ == {"lr_scheduler"} and trial.lr_scheduler == "cosine"
+    # a store_true flag is in fairseq's namespace only when given
+    assert trial.delight_fast_dropout and not hasattr(reg, "delight_fast_dropout")
+    hour = curves.multi30k.REG_FAST_UPDATES
+    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
+    assert warmup == pytest.approx(0.003)
+    assert end < 0.003 * 0.01 and faster < 0.003 * 0.01
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -137,7 +152,11 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
     common, models = curves.multi30k.COMMON, curves.multi30k.MODELS
     schedules = {n for n, (_, extra) in curves.multi30k.TRIALS.items()
                  if "--lr-scheduler" in extra}  # fmt: skip
-    assert schedules == {"delight_d192_cosine", "transformer_256_cosine"}
+    assert schedules == {
+        "delight_d192_cosine",
+        "transformer_256_cosine",
+        "delight_d192_reg_cosine",
+    }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
         then = vars(train_namespace([*models[model], *common]))
