@@ -152,6 +152,8 @@ def test_cuda_path_needs_neither_the_cpu_kernel_nor_a_compiler(device, monkeypat
 
     monkeypatch.setattr(fused, "load", no_build)
     model = tiny_model().cuda().train()
+    # --delight-fast-dropout too: on CUDA tensors it is torch's dropout
+    fused.set_fast_dropout(model, True)
     src, prev = tokens(3, 7, 1).cuda(), tokens(3, 6, 2).cuda()
     out, _ = model(src, torch.full((3,), 7, device="cuda"), prev)
     out.float().sum().backward()
