@@ -24,7 +24,9 @@ transformers run all but ``dextra`` (fairseq's own ``--checkpoint-activations``)
 ``--fixed-mmap-threshold`` runs every child with glibc's mmap threshold fixed
 (``procstat.FIXED_MMAP_THRESHOLD``): freed tensors then leave the resident set,
 so the peak follows the tensors alive at once rather than what glibc's heap
-keeps. ``generate``: sentences/s of fairseq's
+keeps; ``--thp`` adds torch's transparent huge pages for its large blocks
+(``procstat.TORCH_THP``: one page fault per 2 MiB instead of per 4 KiB).
+``generate``: sentences/s of fairseq's
 beam search with beam 5 and beam 1 on the test set; untrained models are
 forced to the source length (``--match-source-len``) so that every model
 decodes the same number of tokens. The data is a Multi30k data-bin with a joined
@@ -46,7 +48,11 @@ import sys
 import time
 from pathlib import Path
 
-from procstat import FIXED_MMAP_THRESHOLD, peak_rss_mib  # benchmarks/procstat.py
+from procstat import (
+    FIXED_MMAP_THRESHOLD,
+    TORCH_THP,
+    peak_rss_mib,
+)  # benchmarks/procstat.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / "benchmarks/out/multi30k_cpu/data-bin/multi30k_de_en"
@@ -284,6 +290,12 @@ def main():
         "(procstat.FIXED_MMAP_THRESHOLD), so that freed tensors leave the "
         "resident set: the peak then follows the tensors alive at once",
     )
+    parser.add_argument(
+        "--thp",
+        action="store_true",
+        help="run every child with torch's transparent huge pages for blocks of "
+        "2 MiB and more (procstat.TORCH_THP; needs THP 'madvise' or 'always')",
+    )
     parser.add_argument("--json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-criterion", default="delight", help=argparse.SUPPRESS)
@@ -326,9 +338,9 @@ def main():
     if args.what == "train" and args.criterion_vocab:
         for loss in ("fairseq", "delight"):
             runs.append(("delight d_m 128", loss, args.criterion_vocab, "none"))
-    env = (
-        dict(os.environ, **FIXED_MMAP_THRESHOLD) if args.fixed_mmap_threshold else None
-    )
+    env = dict(os.environ)
+    env.update(FIXED_MMAP_THRESHOLD if args.fixed_mmap_threshold else {})
+    env.update(TORCH_THP if args.thp else {})
     rows = []
     for name, loss, pad_vocab, mode in runs:
         command = [sys.executable, __file__, args.what, "--data", str(args.data)]
@@ -343,6 +355,8 @@ def main():
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     if args.fixed_mmap_threshold:
         print("every process with glibc's mmap threshold fixed at 64 KiB")
+    if args.thp:
+        print("every process with torch's transparent huge pages")
     keys = [k for k in rows[0] if k not in ("model",)]
     width = max(len(r["model"]) for r in rows) + 2
     print(f"{'model':<{width}}" + "".join(f"{k:>26}" for k in keys))
