@@ -111,7 +111,7 @@ def annealing(flags: List[str], updates: int) -> List[str]:
 # what delight_d192_reg_cosine makes in 60 minutes: the recipe's 4,680 updates times
 # 0.90, its training speed against the recipe's (speed.py train, 3,870 against 4,317
 # tokens/s), and 4 % more (the dropout trial's 60-minute run kept 0.77 of the
-# recipe's speed where speed.py measured 0.74)
+# recipe's speed where speed.py measured 0.74); its run made 4,153
 REG_FAST_UPDATES = 4_300
 
 # Trials at 60 minutes (docs/recipes.md, "Past the recipe's length"): a model of

@@ -48,11 +48,8 @@ import sys
 import time
 from pathlib import Path
 
-from procstat import (
-    FIXED_MMAP_THRESHOLD,
-    TORCH_THP,
-    peak_rss_mib,
-)  # benchmarks/procstat.py
+# benchmarks/procstat.py
+from procstat import FIXED_MMAP_THRESHOLD, TORCH_THP, peak_rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / "benchmarks/out/multi30k_cpu/data-bin/multi30k_de_en"
