@@ -111,12 +111,8 @@ CHECKPOINTING = {
 }
 
 
-def label(name: str, checkpointing: str) -> str:
-    if checkpointing == "none":
-        return name
-    if checkpointing.startswith("fast"):
-        return f"{name}, {checkpointing}"
-    return f"{name}, checkpoint {checkpointing}"
+def label(name: str, mode: str) -> str:
+    return name if mode == "none" else f"{name}, {mode}"
 
 
 CRITERIA = {

@@ -127,8 +127,7 @@ def test_the_flag_reaches_every_dropout_of_the_model(monkeypatch):
             calls.append(p)
         return real(x, p=p, training=training, inplace=inplace)
 
-    monkeypatch.setattr(F, "dropout", spy)
-    monkeypatch.setattr(torch.nn.functional, "dropout", spy)
+    monkeypatch.setattr(F, "dropout", spy)  # F is torch.nn.functional
     src = torch.randint(4, 50, (2, 5))
     prev = torch.randint(4, 50, (2, 4))
     lengths = torch.tensor([5, 5])
