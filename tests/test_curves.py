@@ -142,6 +142,24 @@ def test_the_combined_trial_is_the_dropout_trial_annealed_with_fast_dropout(curv
     assert end < 0.003 * 0.01 and faster < 0.003 * 0.01
 
 
+@pytest.mark.parametrize(
+    "trial, setting, value",
+    [("delight_d192_lr_cosine", "lr", [0.006]),
+     ("delight_d192_ls_cosine", "label_smoothing", 0.2)],
+)  # fmt: skip
+def test_the_lr_and_smoothing_trials_change_one_setting_of_the_schedule_trial(
+    curves, trial, setting, value
+):
+    cosine, trial = parsed(curves, "delight_d192_cosine"), parsed(curves, trial)
+    shared = vars(cosine).keys() & vars(trial).keys()
+    assert {k for k in shared if vars(cosine)[k] != vars(trial)[k]} == {setting}
+    assert getattr(trial, setting) == value
+    peak, hour = trial.lr[0], 4680
+    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
+    assert warmup == pytest.approx(peak)
+    assert end < peak * 0.01 and faster < peak * 0.01
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -156,6 +174,8 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_cosine",
         "transformer_256_cosine",
         "delight_d192_reg_cosine",
+        "delight_d192_lr_cosine",
+        "delight_d192_ls_cosine",
     }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
