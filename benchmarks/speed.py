@@ -2,7 +2,7 @@
 fairseq's transformers.
 
     python benchmarks/speed.py train    [--data DIR] [--batches 6] [--criterion-vocab 44000] [--models ...]
-                                        [--checkpointing none block dextra loss block+loss]
+                                        [--checkpointing none block dextra loss block+loss ...]
                                         [--max-tokens 4096] [--cuda] [--fixed-mmap-threshold]
                                         [--json out.json]
     python benchmarks/speed.py generate [--data DIR] [--sentences 200] [--json out.json]
@@ -19,8 +19,11 @@ set-up, on a GPU (``--cuda``) ``torch.cuda.max_memory_allocated`` over the
 steps. ``--checkpointing`` runs each DeLighT model once per mode: ``none``,
 ``block`` (``--checkpoint-activations``), ``dextra``
 (``--delight-checkpoint-dextra``), ``loss`` (the criterion's
-``--loss-chunk-tokens 512``: no batch-sized logits), ``block+loss`` (both); the
-transformers run all but ``dextra`` (fairseq's own ``--checkpoint-activations``).
+``--loss-chunk-tokens 512``: no batch-sized logits), ``block+loss`` (both),
+``fast-dropout`` (``--delight-fast-dropout``), ``trim`` (``--delight-trim-heap``)
+and their combinations (``CHECKPOINTING``); the transformers run the modes
+without ``dextra``, ``fast-dropout`` or ``trim`` (fairseq's own
+``--checkpoint-activations``).
 ``--fixed-mmap-threshold`` runs every child with glibc's mmap threshold fixed
 (``procstat.FIXED_MMAP_THRESHOLD``): freed tensors then leave the resident set,
 so the peak follows the tensors alive at once rather than what glibc's heap
@@ -99,6 +102,7 @@ MODELS.update(shootout_models())
 
 LOSS_CHUNK = ["--loss-chunk-tokens", "512"]
 FAST_DROPOUT = ["--delight-fast-dropout"]
+TRIM = ["--delight-trim-heap"]
 # training options that change memory and time, not the model
 CHECKPOINTING = {
     "none": [],
@@ -107,8 +111,14 @@ CHECKPOINTING = {
     "loss": LOSS_CHUNK,
     "block+loss": ["--checkpoint-activations", *LOSS_CHUNK],
     "fast-dropout": FAST_DROPOUT,
+    "trim": TRIM,
     "block+loss+fast-dropout": ["--checkpoint-activations", *LOSS_CHUNK, *FAST_DROPOUT],
-}
+    "block+loss+fast-dropout+trim": [
+        "--checkpoint-activations", *LOSS_CHUNK, *FAST_DROPOUT, *TRIM,
+    ],
+}  # fmt: skip
+# the modes whose flags only DeLighT has
+DELIGHT_ONLY = ("dextra", "fast-dropout", "trim")
 
 
 def label(name: str, mode: str) -> str:
@@ -266,7 +276,8 @@ def main():
         choices=list(CHECKPOINTING),
         default=["none"],
         help="train: activation checkpointing (and other memory or speed) modes "
-        "to run each model in ('dextra' and those with 'fast-dropout': DeLighT only)",
+        "to run each model in (those with 'dextra', 'fast-dropout' or 'trim': "
+        "DeLighT only)",
     )
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--cuda", action="store_true", help="train on the GPU")
@@ -326,7 +337,7 @@ def main():
         (name, "delight", 0, mode)
         for name in args.models
         for mode in modes
-        if "delight" in name or not ("dextra" in mode or "fast-dropout" in mode)
+        if "delight" in name or not any(only in mode for only in DELIGHT_ONLY)
     ]
     if args.what == "train" and args.criterion_vocab:
         for loss in ("fairseq", "delight"):

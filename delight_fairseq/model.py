@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from fairseq.models import (
     FairseqEncoderDecoderModel,
     register_model,
@@ -12,7 +13,7 @@ from fairseq.models import (
 )
 from torch import Tensor
 
-from . import fused
+from . import fused, heap
 from .catalog import BENCHMARKS, Benchmark
 from .config import DeLighTConfig, config_from, resolve, side
 from .decoder import DeLighTDecoder
@@ -29,9 +30,11 @@ class DeLighTModelConfig(DeLighTConfig):
     """The flags of ``delight_transformer``: the architecture (DeLighTConfig),
     activation checkpointing (docs/architecture.md section 11), which trades
     compute for memory in training, and ``--delight-compile`` (section 12),
-    which trades a compilation for speed, and ``--delight-fast-dropout``, which
-    draws dropout masks faster on a CPU. None of them changes the model or its
-    checkpoints; the presets and configs/ therefore leave them out."""
+    which trades a compilation for speed, ``--delight-fast-dropout``, which
+    draws dropout masks faster on a CPU (section 13), and ``--delight-trim-heap``,
+    which keeps the CPU heap from holding freed memory (section 14). None of them
+    changes the model or its checkpoints; the presets and configs/ therefore leave
+    them out."""
 
     checkpoint_activations: bool = field(
         default=False,
@@ -86,6 +89,18 @@ class DeLighTModelConfig(DeLighTConfig):
             "tensors, in evaluation, or with DELIGHT_FUSED_GLT=0"
         },
     )
+    delight_trim_heap: bool = field(
+        default=False,
+        metadata={
+            "help": "CPU training: hand the C heap's free pages back to the "
+            "operating system (glibc's malloc_trim) in each training step, once "
+            "the decoder's backward pass is over, so that the resident "
+            "set follows the tensors alive at once more closely than the "
+            "fragmented heap (lowers peak RSS; the freed pages fault in again, "
+            "which costs time). No effect on GPU memory; does nothing without "
+            "glibc"
+        },
+    )
 
 
 def check_checkpointing(cfg: DeLighTModelConfig) -> None:
@@ -122,6 +137,7 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
     def __init__(self, cfg: DeLighTModelConfig, encoder, decoder):
         super().__init__(encoder, decoder)
         self.cfg = cfg
+        self.trim_heap = bool(getattr(cfg, "delight_trim_heap", False))
 
     @classmethod
     def build_model(cls, cfg, task):
@@ -171,6 +187,7 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
             f"parameters {n_params:,}{_checkpointing_note(cfg)}"
             + (", DExTra units compiled" if cfg.delight_compile else "")
             + (", fast CPU dropout" if cfg.delight_fast_dropout else "")
+            + (", heap trimmed" if cfg.delight_trim_heap else "")
         )
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
@@ -195,6 +212,10 @@ class DeLighTTransformerModel(FairseqEncoderDecoderModel):
         encoder_out = self.encoder(
             src_tokens, src_lengths=src_lengths, return_all_hiddens=return_all_hiddens
         )
+        if not torch.jit.is_scripting():
+            if self.trim_heap and self.training and torch.is_grad_enabled():
+                # trim once the decoder's backward pass is over
+                heap.trim_after_backward(encoder_out["encoder_out"][0])
         return self.decoder(
             prev_output_tokens,
             encoder_out=encoder_out,
