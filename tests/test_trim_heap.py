@@ -28,7 +28,6 @@ linux = pytest.mark.skipif(
 )
 
 VOCAB = 50
-PAD = 1
 
 # Heap holes: 1 MiB blocks come from the heap once a 4 MiB block was freed
 # (glibc raises its mmap threshold to the size of the largest freed mapping);
