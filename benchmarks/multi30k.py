@@ -108,6 +108,9 @@ def annealing(flags: List[str], updates: int) -> List[str]:
     return ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
 
 
+# what delight_d192 makes in 60 minutes here (its runs: 4,678 and 4,681 updates)
+D192_HOUR = 4_680
+
 # what delight_d192_reg_cosine makes in 60 minutes: the recipe's 4,680 updates times
 # 0.90, its training speed against the recipe's (speed.py train, 3,870 against 4,317
 # tokens/s), and 4 % more (the dropout trial's 60-minute run kept 0.77 of the
@@ -120,7 +123,10 @@ TRIALS = {
     # the first shoot-out's dropouts
     "delight_d192_reg": ("delight_d192", recipe(**BASE["delight"])),
     # the LR annealed to 0 within the hour (60-minute runs: 4,678 and 4,681 updates)
-    "delight_d192_cosine": ("delight_d192", annealing(MODELS["delight_d192"], 4_680)),
+    "delight_d192_cosine": (
+        "delight_d192",
+        annealing(MODELS["delight_d192"], D192_HOUR),
+    ),
     # the same for the transformer (2,953 and 3,026 updates)
     "transformer_256_cosine": (
         "transformer_256",
@@ -138,12 +144,12 @@ TRIALS = {
     # (the 7-minute tuning never combined the recipe's low dropout with a higher LR)
     "delight_d192_lr_cosine": (
         "delight_d192",
-        ["--lr", "0.006"] + annealing(MODELS["delight_d192"], 4_680),
+        ["--lr", "0.006"] + annealing(MODELS["delight_d192"], D192_HOUR),
     ),
     # twice the label smoothing (0.2), annealed within the hour
     "delight_d192_ls_cosine": (
         "delight_d192",
-        ["--label-smoothing", "0.2"] + annealing(MODELS["delight_d192"], 4_680),
+        ["--label-smoothing", "0.2"] + annealing(MODELS["delight_d192"], D192_HOUR),
     ),
 }
 MODELS.update({name: MODELS[base] + extra for name, (base, extra) in TRIALS.items()})

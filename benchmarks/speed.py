@@ -117,8 +117,8 @@ CHECKPOINTING = {
         "--checkpoint-activations", *LOSS_CHUNK, *FAST_DROPOUT, *TRIM,
     ],
 }  # fmt: skip
-# the modes whose flags only DeLighT has
-DELIGHT_ONLY = ("dextra", "fast-dropout", "trim")
+# flags that only DeLighT has: the transformers skip the modes that use them
+DELIGHT_ONLY = {"--delight-checkpoint-dextra", *FAST_DROPOUT, *TRIM}
 
 
 def label(name: str, mode: str) -> str:
@@ -337,7 +337,7 @@ def main():
         (name, "delight", 0, mode)
         for name in args.models
         for mode in modes
-        if "delight" in name or not any(only in mode for only in DELIGHT_ONLY)
+        if "delight" in name or not DELIGHT_ONLY & set(CHECKPOINTING[mode])
     ]
     if args.what == "train" and args.criterion_vocab:
         for loss in ("fairseq", "delight"):

@@ -154,7 +154,7 @@ def test_the_lr_and_smoothing_trials_change_one_setting_of_the_schedule_trial(
     shared = vars(cosine).keys() & vars(trial).keys()
     assert {k for k in shared if vars(cosine)[k] != vars(trial)[k]} == {setting}
     assert getattr(trial, setting) == value
-    peak, hour = trial.lr[0], 4680
+    peak, hour = trial.lr[0], curves.multi30k.D192_HOUR
     warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
     assert warmup == pytest.approx(peak)
     assert end < peak * 0.01 and faster < peak * 0.01
