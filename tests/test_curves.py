@@ -1,13 +1,15 @@
 """benchmarks/curves.py: the seeds of a model are grouped into one row of the
 summary, with their means; the figure draws every run; the dropout trial
 changes only the dropouts, the schedule trials only the decay of the LR, and the
-combined trial both, drawing its dropout with --delight-fast-dropout."""
+combined trial both, drawing its dropout with --delight-fast-dropout; the
+paper-shape trial is the published preset's depths at d_m 128, at most half the
+transformer's parameters."""
 
 import importlib.util
 
 import pytest
 
-from helpers import REPO, train_namespace
+from helpers import REPO, make_dictionary, n_params, train_namespace
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +162,43 @@ def test_the_lr_and_smoothing_trials_change_one_setting_of_the_schedule_trial(
     assert end < peak * 0.01 and faster < peak * 0.01
 
 
+def built(curves, model, vocab):
+    """``model`` as its training command builds it, on one joined dictionary."""
+    from fairseq.models import ARCH_MODEL_REGISTRY
+
+    from delight_fairseq.builder import DictionaryTask
+
+    ns = parsed(curves, model)
+    dictionary = make_dictionary(vocab)
+    return ARCH_MODEL_REGISTRY[ns.arch].build_model(ns, DictionaryTask(dictionary))
+
+
+def test_the_paper_shape_trial_is_the_published_preset_at_d_m_128(curves):
+    recipe, trial = (
+        parsed(curves, "delight_d128"),
+        parsed(curves, "delight_d128_paper_cosine"),
+    )
+    shared = vars(recipe).keys() & vars(trial).keys()
+    assert {k: (vars(recipe)[k], vars(trial)[k]) for k in shared
+            if vars(recipe)[k] != vars(trial)[k]} == {
+        "delight_emb_depth": (3, 4),
+        "delight_enc_layers": (4, 8), "delight_dec_layers": (4, 8),
+        "delight_enc_min_depth": (3, 4), "delight_dec_min_depth": (3, 4),
+        "delight_enc_max_depth": (6, 8), "delight_dec_max_depth": (6, 8),
+        "lr_scheduler": ("inverse_sqrt", "cosine"),
+    }  # fmt: skip
+    peak, hour = trial.lr[0], curves.multi30k.PAPER_D128_HOUR
+    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
+    assert warmup == pytest.approx(peak)
+    assert end < peak * 0.01 and faster < peak * 0.01
+    # DELIGHT.md section 6: the preset at d_m 128 has 2,496,224 parameters besides
+    # its 128-wide table; Multi30k's joined dictionary has 6,008 entries
+    vocab = 6_008
+    delight = n_params(built(curves, "delight_d128_paper_cosine", vocab))
+    assert delight == 2_496_224 + 128 * vocab
+    assert delight <= n_params(built(curves, "transformer_256", vocab)) / 2
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -176,6 +215,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_reg_cosine",
         "delight_d192_lr_cosine",
         "delight_d192_ls_cosine",
+        "delight_d128_paper_cosine",
     }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
