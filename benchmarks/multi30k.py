@@ -117,6 +117,27 @@ D192_HOUR = 4_680
 # recipe's speed where speed.py measured 0.74); its run made 4,153
 REG_FAST_UPDATES = 4_300
 
+
+def paper_depths() -> List[str]:
+    """The published presets' depths (DELIGHT.md section 3): blocks of depth 4 -> 8,
+    as many blocks as the last one's depth, and the embedding DExTra as deep as the
+    first block; the field defaults of the catalog's records."""
+    from delight_fairseq.catalog import Benchmark
+
+    first, last = Benchmark.__dataclass_fields__["depths"].default
+    flags = ["--delight-emb-depth", str(first)]
+    for side in ("enc", "dec"):
+        flags += [f"--delight-{side}-layers", str(last),
+                  f"--delight-{side}-min-depth", str(first),
+                  f"--delight-{side}-max-depth", str(last)]  # fmt: skip
+    return flags
+
+
+# what delight_d128 with the published depths makes in 60 minutes here, estimated
+# from its first 9 minutes alone: 1.06 updates/s between validations, less 5 % for
+# them and the checkpoints; its run made 3,882 (past the period by 71)
+PAPER_D128_HOUR = 3_700
+
 # Trials at 60 minutes (docs/recipes.md, "Past the recipe's length"): a model of
 # MODELS and the flags the trial adds to it, nothing else changed.
 TRIALS = {
@@ -151,35 +172,14 @@ TRIALS = {
         "delight_d192",
         ["--label-smoothing", "0.2"] + annealing(MODELS["delight_d192"], D192_HOUR),
     ),
+    # the published presets' shape at d_m 128 (3.27 M parameters, 46 % of the
+    # transformer's): 8 + 8 blocks of depth 4 -> 8 instead of the recipe's 4 + 4 of
+    # 3 -> 6; annealed within the hour as delight_d192_cosine
+    "delight_d128_paper_cosine": (
+        "delight_d128",
+        paper_depths() + annealing(MODELS["delight_d128"], PAPER_D128_HOUR),
+    ),
 }
-
-
-def paper_depths() -> List[str]:
-    """The published presets' depths (DELIGHT.md section 3): blocks of depth 4 -> 8,
-    as many blocks as the last one's depth, and the embedding DExTra as deep as the
-    first block; the field defaults of the catalog's records."""
-    from delight_fairseq.catalog import Benchmark
-
-    first, last = Benchmark.__dataclass_fields__["depths"].default
-    flags = ["--delight-emb-depth", str(first)]
-    for side in ("enc", "dec"):
-        flags += [f"--delight-{side}-layers", str(last),
-                  f"--delight-{side}-min-depth", str(first),
-                  f"--delight-{side}-max-depth", str(last)]  # fmt: skip
-    return flags
-
-
-# what delight_d128 with the published depths makes in 60 minutes here, estimated
-# from its first 9 minutes alone: 1.06 updates/s between validations, less 5 % for
-# them and the checkpoints; its run made 3,882 (past the period by 71)
-PAPER_D128_HOUR = 3_700
-# the published presets' shape at d_m 128 (3.27 M parameters, 46 % of the
-# transformer's): 8 + 8 blocks of depth 4 -> 8 instead of the recipe's 4 + 4 of
-# 3 -> 6; annealed within the hour as delight_d192_cosine
-TRIALS["delight_d128_paper_cosine"] = (
-    "delight_d128",
-    paper_depths() + annealing(MODELS["delight_d128"], PAPER_D128_HOUR),
-)
 MODELS.update({name: MODELS[base] + extra for name, (base, extra) in TRIALS.items()})
 
 
