@@ -2,8 +2,9 @@
 summary, with their means; the figure draws every run; the dropout trial
 changes only the dropouts, the schedule trials only the decay of the LR, and the
 combined trial both, drawing its dropout with --delight-fast-dropout; the
-paper-shape trial is the published preset's depths at d_m 128, at most half the
-transformer's parameters."""
+paper-shape trial is the published preset's depths at d_m 128, and the table trial
+the transformer's table width at d_m 128, each at most half the transformer's
+parameters."""
 
 import importlib.util
 
@@ -199,6 +200,27 @@ def test_the_paper_shape_trial_is_the_published_preset_at_d_m_128(curves):
     assert delight <= n_params(built(curves, "transformer_256", vocab)) / 2
 
 
+def test_the_table_trial_widens_only_the_table_and_the_output_space(curves):
+    assert changed(curves, "delight_d128", "delight_d128_map256_cosine") == {
+        "delight_emb_map_dim": (128, 256),
+        "lr_scheduler": ("inverse_sqrt", "cosine"),
+        "lr_period_updates": (-1.0, 4_029.0),
+    }
+    trial = parsed(curves, "delight_d128_map256_cosine")
+    peak, hour = trial.lr[0], curves.multi30k.MAP256_D128_HOUR
+    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
+    assert warmup == pytest.approx(peak)
+    assert end < peak * 0.01 and faster < peak * 0.01
+    # the transformer's table width: V x 256, and the decoder projects d_m 128 up to
+    # it before the tied softmax (DELIGHT.md section 4)
+    vocab = 6_008
+    model = built(curves, "delight_d128_map256_cosine", vocab)
+    decoder = model.decoder
+    assert decoder.embed_tokens.table.weight.shape == (vocab, 256)
+    assert decoder.project_out_dim.weight.shape == (256, 128)
+    assert n_params(model) <= n_params(built(curves, "transformer_256", vocab)) / 2
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -216,6 +238,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_lr_cosine",
         "delight_d192_ls_cosine",
         "delight_d128_paper_cosine",
+        "delight_d128_map256_cosine",
     }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
