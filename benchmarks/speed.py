@@ -4,7 +4,7 @@ fairseq's transformers.
     python benchmarks/speed.py train    [--data DIR] [--batches 6] [--criterion-vocab 44000] [--models ...]
                                         [--checkpointing none block dextra loss block+loss ...]
                                         [--max-tokens 4096] [--cuda] [--fixed-mmap-threshold]
-                                        [--json out.json]
+                                        [--repeats 1] [--json out.json]
     python benchmarks/speed.py generate [--data DIR] [--sentences 200] [--json out.json]
 
 Models: DeLighT's WMT'14 preset at d_m 128 and 256, fairseq's two transformers, and
@@ -29,6 +29,9 @@ without ``dextra``, ``fast-dropout`` or ``trim`` (fairseq's own
 so the peak follows the tensors alive at once rather than what glibc's heap
 keeps; ``--thp`` adds torch's transparent huge pages for its large blocks
 (``procstat.TORCH_THP``: one page fault per 2 MiB instead of per 4 KiB).
+``--repeats N`` runs the whole list N times, one configuration after the other
+(so that the machine's drift over minutes reaches every row alike), and reports
+each row's median over the N processes.
 ``generate``: sentences/s of fairseq's
 beam search with beam 5 and beam 1 on the test set; untrained models are
 forced to the source length (``--match-source-len``) so that every model
@@ -119,6 +122,19 @@ CHECKPOINTING = {
 }  # fmt: skip
 # flags that only DeLighT has: the transformers skip the modes that use them
 DELIGHT_ONLY = {"--delight-checkpoint-dextra", *FAST_DROPOUT, *TRIM}
+
+
+def median_row(rows: list) -> dict:
+    """One row: the median of each number over ``rows`` (the same configuration
+    in separate processes)."""
+    import statistics
+
+    merged = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, float):
+            merged[key] = statistics.median(r[key] for r in rows)
+    merged["runs"] = len(rows)
+    return merged
 
 
 def label(name: str, mode: str) -> str:
@@ -300,6 +316,12 @@ def main():
         help="run every child with torch's transparent huge pages for blocks of "
         "2 MiB and more (procstat.TORCH_THP; needs THP 'madvise' or 'always')",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run the list this many times, round-robin; each row is the median",
+    )
     parser.add_argument("--json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-criterion", default="delight", help=argparse.SUPPRESS)
@@ -345,8 +367,8 @@ def main():
     env = dict(os.environ)
     env.update(FIXED_MMAP_THRESHOLD if args.fixed_mmap_threshold else {})
     env.update(TORCH_THP if args.thp else {})
-    rows = []
-    for name, loss, pad_vocab, mode in runs:
+    samples = {}
+    for name, loss, pad_vocab, mode in runs * args.repeats:
         command = [sys.executable, __file__, args.what, "--data", str(args.data)]
         command += ["--child", name, "--batches", str(args.batches)]
         command += ["--sentences", str(args.sentences), "--child-criterion", loss]
@@ -356,7 +378,9 @@ def main():
         out = subprocess.run(
             command, capture_output=True, text=True, check=True, env=env
         )
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        samples.setdefault(row["model"], []).append(row)
+    rows = [median_row(found) for found in samples.values()]
     if args.fixed_mmap_threshold:
         print("every process with glibc's mmap threshold fixed at 64 KiB")
     if args.thp:

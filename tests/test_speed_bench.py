@@ -1,0 +1,61 @@
+"""benchmarks/speed.py --repeats: the rows of one configuration from separate
+processes merge into their medians, and the text fields stay as they were."""
+
+import importlib.util
+import sys
+
+import pytest
+
+from helpers import REPO
+
+
+@pytest.fixture(scope="module")
+def speed():
+    sys.path.insert(0, str(REPO / "benchmarks"))  # speed.py imports procstat
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "speed", REPO / "benchmarks" / "speed.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return module
+
+
+def row(tokens_per_s, peak):
+    return {
+        "model": "delight d_m 128, trim",
+        "params": 1_910_472,
+        "target_tokens_per_s": tokens_per_s,
+        "peak_rss_mib": peak,
+    }
+
+
+def test_repeated_rows_merge_into_their_medians(speed):
+    merged = speed.median_row(
+        [row(3_600.0, 810.0), row(3_100.0, 790.5), row(4_000.0, 801.0)]
+    )
+    assert merged == {
+        "model": "delight d_m 128, trim",
+        "params": 1_910_472,
+        "target_tokens_per_s": 3_600.0,
+        "peak_rss_mib": 801.0,
+        "runs": 3,
+    }
+
+
+def test_one_run_is_its_own_row(speed):
+    assert speed.median_row([row(3_600.0, 810.0)]) == {**row(3_600.0, 810.0), "runs": 1}
+
+
+def test_repeats_is_a_flag():
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "speed.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--repeats" in out.stdout
