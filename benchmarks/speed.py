@@ -330,6 +330,8 @@ def main():
     )
     parser.add_argument("--child-checkpointing", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats is {args.repeats}; it must be 1 or more")
     if args.child:
         import logging
 

@@ -1,5 +1,6 @@
 """benchmarks/speed.py --repeats: the rows of one configuration from separate
-processes merge into their medians, and the text fields stay as they were."""
+processes merge into their medians, the text fields stay as they were, and a
+count below 1 is refused naming the flag."""
 
 import importlib.util
 import sys
@@ -49,7 +50,7 @@ def test_one_run_is_its_own_row(speed):
     assert speed.median_row([row(3_600.0, 810.0)]) == {**row(3_600.0, 810.0), "runs": 1}
 
 
-def test_repeats_is_a_flag():
+def test_repeats_is_a_flag_of_one_or_more():
     import subprocess
 
     out = subprocess.run(
@@ -59,3 +60,15 @@ def test_repeats_is_a_flag():
         check=True,
     )
     assert "--repeats" in out.stdout
+    refused = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "speed.py"),
+            "train",
+            "--repeats",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "--repeats is 0" in refused.stderr
