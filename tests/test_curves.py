@@ -174,24 +174,34 @@ def built(curves, model, vocab):
     return ARCH_MODEL_REGISTRY[ns.arch].build_model(ns, DictionaryTask(dictionary))
 
 
+def shared_changes(curves, trial):
+    """The settings that ``trial`` changes in delight_d128, among those both
+    schedulers' namespaces have."""
+    recipe, changed = parsed(curves, "delight_d128"), parsed(curves, trial)
+    shared = vars(recipe).keys() & vars(changed).keys()
+    return {k: (vars(recipe)[k], vars(changed)[k]) for k in shared
+            if vars(recipe)[k] != vars(changed)[k]}  # fmt: skip
+
+
+def anneals_within(trial, hour):
+    """The peak LR after warmup, and under 1 % of it at ``hour`` and 2.5 % later."""
+    peak = trial.lr[0]
+    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
+    assert warmup == pytest.approx(peak)
+    assert end < peak * 0.01 and faster < peak * 0.01
+
+
 def test_the_paper_shape_trial_is_the_published_preset_at_d_m_128(curves):
-    recipe, trial = (
-        parsed(curves, "delight_d128"),
-        parsed(curves, "delight_d128_paper_cosine"),
-    )
-    shared = vars(recipe).keys() & vars(trial).keys()
-    assert {k: (vars(recipe)[k], vars(trial)[k]) for k in shared
-            if vars(recipe)[k] != vars(trial)[k]} == {
+    assert shared_changes(curves, "delight_d128_paper_cosine") == {
         "delight_emb_depth": (3, 4),
         "delight_enc_layers": (4, 8), "delight_dec_layers": (4, 8),
         "delight_enc_min_depth": (3, 4), "delight_dec_min_depth": (3, 4),
         "delight_enc_max_depth": (6, 8), "delight_dec_max_depth": (6, 8),
         "lr_scheduler": ("inverse_sqrt", "cosine"),
     }  # fmt: skip
-    peak, hour = trial.lr[0], curves.multi30k.PAPER_D128_HOUR
-    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
-    assert warmup == pytest.approx(peak)
-    assert end < peak * 0.01 and faster < peak * 0.01
+    anneals_within(
+        parsed(curves, "delight_d128_paper_cosine"), curves.multi30k.PAPER_D128_HOUR
+    )
     # DELIGHT.md section 6: the preset at d_m 128 has 2,496,224 parameters besides
     # its 128-wide table; Multi30k's joined dictionary has 6,008 entries
     vocab = 6_008
@@ -201,20 +211,13 @@ def test_the_paper_shape_trial_is_the_published_preset_at_d_m_128(curves):
 
 
 def test_the_table_trial_widens_only_the_table_and_the_output_space(curves):
-    recipe, trial = (
-        parsed(curves, "delight_d128"),
-        parsed(curves, "delight_d128_map256_cosine"),
-    )
-    shared = vars(recipe).keys() & vars(trial).keys()
-    assert {k: (vars(recipe)[k], vars(trial)[k]) for k in shared
-            if vars(recipe)[k] != vars(trial)[k]} == {
+    assert shared_changes(curves, "delight_d128_map256_cosine") == {
         "delight_emb_map_dim": (128, 256),
         "lr_scheduler": ("inverse_sqrt", "cosine"),
     }  # fmt: skip
-    peak, hour = trial.lr[0], curves.multi30k.MAP256_D128_HOUR
-    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
-    assert warmup == pytest.approx(peak)
-    assert end < peak * 0.01 and faster < peak * 0.01
+    anneals_within(
+        parsed(curves, "delight_d128_map256_cosine"), curves.multi30k.MAP256_D128_HOUR
+    )
     # the transformer's table width: V x 256, and the decoder projects d_m 128 up to
     # it before the tied softmax (DELIGHT.md section 4)
     vocab = 6_008
