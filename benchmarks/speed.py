@@ -125,8 +125,9 @@ DELIGHT_ONLY = {"--delight-checkpoint-dextra", *FAST_DROPOUT, *TRIM}
 
 
 def median_row(rows: list) -> dict:
-    """One row: the median of each number over ``rows`` (the same configuration
-    in separate processes)."""
+    """One row: the median of each measured (float) figure over ``rows`` (the same
+    configuration in separate processes); counts and names as the first has them,
+    and ``runs``, how many there were."""
     import statistics
 
     merged = dict(rows[0])

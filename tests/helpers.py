@@ -22,6 +22,22 @@ SHARED_DATA = Path(
 )
 
 
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module, with benchmarks/ on the path while it loads
+    (the scripts import each other: multi30k, procstat)."""
+    import importlib.util
+
+    folder = str(REPO / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, f"{folder}/{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
 def make_dictionary(n_symbols: int) -> Dictionary:
     """A fairseq dictionary of exactly ``n_symbols`` entries (specials included)."""
     d = sized_dictionary(n_symbols)

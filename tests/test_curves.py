@@ -6,21 +6,14 @@ paper-shape trial is the published preset's depths at d_m 128, and the table tri
 the transformer's table width at d_m 128, each at most half the transformer's
 parameters."""
 
-import importlib.util
-
 import pytest
 
-from helpers import REPO, make_dictionary, n_params, train_namespace
+from helpers import load_benchmark, make_dictionary, n_params, train_namespace
 
 
 @pytest.fixture(scope="module")
 def curves():
-    spec = importlib.util.spec_from_file_location(
-        "curves", REPO / "benchmarks" / "curves.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("curves")
 
 
 def run(model, seed, params, ends, average):

@@ -2,26 +2,19 @@
 processes merge into their medians, the text fields stay as they were, and a
 count below 1 is refused naming the flag."""
 
-import importlib.util
+import subprocess
 import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, load_benchmark
+
+SCRIPT = REPO / "benchmarks" / "speed.py"
 
 
 @pytest.fixture(scope="module")
 def speed():
-    sys.path.insert(0, str(REPO / "benchmarks"))  # speed.py imports procstat
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "speed", REPO / "benchmarks" / "speed.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return module
+    return load_benchmark("speed")
 
 
 def row(tokens_per_s, peak):
@@ -51,24 +44,11 @@ def test_one_run_is_its_own_row(speed):
 
 
 def test_repeats_is_a_flag_of_one_or_more():
-    import subprocess
+    def speed_py(*args):
+        return subprocess.run(
+            [sys.executable, str(SCRIPT), *args], capture_output=True, text=True
+        )
 
-    out = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "speed.py"), "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "--repeats" in out.stdout
-    refused = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "speed.py"),
-            "train",
-            "--repeats",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    assert "--repeats" in speed_py("--help").stdout
+    refused = speed_py("train", "--repeats", "0")
     assert refused.returncode == 2 and "--repeats is 0" in refused.stderr
