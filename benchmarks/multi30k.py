@@ -146,7 +146,8 @@ MAP256_D128_HOUR = 4_300
 
 # what delight_d192 with FFN reduction 1 makes in 60 minutes here, estimated from
 # 2.5 minutes of it beside 2.5 of the recipe (0.95 and 0.97 against 1.03 and 1.07
-# updates/s at 50 and 100 updates): 0.92 of D192_HOUR
+# updates/s at 50 and 100 updates): 0.92 of D192_HOUR; its run (2026-12-01, a slower
+# day: the annealed transformer made 2,521 instead of 2,984) made 3,308
 FFN1_D192_HOUR = 4_300
 
 # Trials at 60 minutes (docs/recipes.md, "Past the recipe's length"): a model of

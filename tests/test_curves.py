@@ -3,8 +3,8 @@ summary, with their means; the figure draws every run; the dropout trial
 changes only the dropouts, the schedule trials only the decay of the LR, and the
 combined trial both, drawing its dropout with --delight-fast-dropout; the
 paper-shape trial is the published preset's depths at d_m 128, and the table trial
-the transformer's table width at d_m 128, each at most half the transformer's
-parameters."""
+the transformer's table width at d_m 128, and the FFN trial FFNs as wide as d_m
+192, each at most half the transformer's parameters."""
 
 import pytest
 
@@ -167,10 +167,10 @@ def built(curves, model, vocab):
     return ARCH_MODEL_REGISTRY[ns.arch].build_model(ns, DictionaryTask(dictionary))
 
 
-def shared_changes(curves, trial):
-    """The settings that ``trial`` changes in delight_d128, among those both
+def shared_changes(curves, trial, base="delight_d128"):
+    """The settings that ``trial`` changes in ``base``, among those both
     schedulers' namespaces have."""
-    recipe, changed = parsed(curves, "delight_d128"), parsed(curves, trial)
+    recipe, changed = parsed(curves, base), parsed(curves, trial)
     shared = vars(recipe).keys() & vars(changed).keys()
     return {k: (vars(recipe)[k], vars(changed)[k]) for k in shared
             if vars(recipe)[k] != vars(changed)[k]}  # fmt: skip
@@ -221,6 +221,25 @@ def test_the_table_trial_widens_only_the_table_and_the_output_space(curves):
     assert n_params(model) <= n_params(built(curves, "transformer_256", vocab)) / 2
 
 
+def test_the_ffn_trial_widens_only_the_light_ffns_of_d_m_192(curves):
+    trial = "delight_d192_ffn1_cosine"
+    assert shared_changes(curves, trial, base="delight_d192") == {
+        "delight_enc_ffn_red": (4, 1), "delight_dec_ffn_red": (4, 1),
+        "lr_scheduler": ("inverse_sqrt", "cosine"),
+    }  # fmt: skip
+    anneals_within(parsed(curves, trial), curves.multi30k.FFN1_D192_HOUR)
+    # each of the 4 + 4 blocks' FFNs, Linear(d, d/r) and Linear(d/r, d) with biases,
+    # grows from a hidden width of 48 to 192; nothing else changes
+    d, vocab = 192, 6_008
+
+    def ffn(hidden):
+        return 2 * d * hidden + hidden + d
+
+    recipe, wide = (n_params(built(curves, m, vocab)) for m in ("delight_d192", trial))
+    assert wide - recipe == 8 * (ffn(192) - ffn(48))
+    assert wide <= n_params(built(curves, "transformer_256", vocab)) / 2
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -239,6 +258,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ls_cosine",
         "delight_d128_paper_cosine",
         "delight_d128_map256_cosine",
+        "delight_d192_ffn1_cosine",
     }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
