@@ -151,7 +151,7 @@ MAP256_D128_HOUR = 4_300
 # estimated from that run directly: a 2.5-minute probe before it made 0.95-0.97
 # updates/s and the hour 0.92 on average; the probe before seed 2 made 0.99-1.01, so
 # 1.00 x 0.95 x 3,600 = 3,420, rounded up to 3,500 so that a run of 3,300-3,600
-# updates ends its period at 0.9-1.0 of it (under 2.5 % of the peak)
+# updates ends its period at 0.9-1.0 of it (under 2.5 % of the peak); seed 2 made 3,533
 FFN1_D192_HOUR = 3_500
 
 # Trials at 60 minutes (docs/recipes.md, "Past the recipe's length"): a model of
