@@ -144,14 +144,10 @@ PAPER_D128_HOUR = 3_700
 # (the paper-shape trial's run beat a like estimate by 5 %): 4,285
 MAP256_D128_HOUR = 4_300
 
-# what delight_d192 with FFN reduction 1 makes in 60 minutes here. Its seed 1
-# (2026-12-01, a slow day: the annealed transformer made 2,521 instead of 2,984) ran
-# with 4,300, estimated as 0.92 of D192_HOUR from 2.5 minutes beside the recipe, and
-# made 3,308, so its LR ended at 18 % of the peak. Seed 2 runs with this figure,
-# estimated from that run directly: a 2.5-minute probe before it made 0.95-0.97
-# updates/s and the hour 0.92 on average; the probe before seed 2 made 0.99-1.01, so
-# 1.00 x 0.95 x 3,600 = 3,420, rounded up to 3,500 so that a run of 3,300-3,600
-# updates ends its period at 0.9-1.0 of it (under 2.5 % of the peak); seed 2 made 3,533
+# what delight_d192 with FFN reduction 1 makes in 60 minutes here: a 2.5-minute probe
+# of it alone (1.00 updates/s) times 0.95, what its seed-1 hour kept of its own probe's
+# speed, rounded up so that 3,300-3,600 updates end the period at 0.9-1.0; seed 2 made
+# 3,533 (seed 1 ran with 4,300 on a slower day: docs/recipes.md, "eighth trial")
 FFN1_D192_HOUR = 3_500
 
 # Trials at 60 minutes (docs/recipes.md, "Past the recipe's length"): a model of
