@@ -150,6 +150,15 @@ MAP256_D128_HOUR = 4_300
 # 3,533 (seed 1 ran with 4,300 on a slower day: docs/recipes.md, "eighth trial")
 FFN1_D192_HOUR = 3_500
 
+# what delight_d192 at d_m 208, width multiplier 1 and FFN reduction 1 makes in 60
+# minutes here: a 2.5-minute probe of it alone (0.91-0.94 updates/s) times 0.95, as
+# FFN1_D192_HOUR; its run kept all of the probe's speed and made 3,365 (past the
+# period by 69)
+D208_W1_FFN1_HOUR = 3_200
+
+# the light FFNs as wide as the block's input: reduction 1 instead of 4
+FFN1 = ["--delight-enc-ffn-red", "1", "--delight-dec-ffn-red", "1"]
+
 # Trials at 60 minutes (docs/recipes.md, "Past the recipe's length"): a model of
 # MODELS and the flags the trial adds to it, nothing else changed.
 TRIALS = {
@@ -204,8 +213,25 @@ TRIALS = {
     # delight_d192_cosine
     "delight_d192_ffn1_cosine": (
         "delight_d192",
-        ["--delight-enc-ffn-red", "1", "--delight-dec-ffn-red", "1"]
-        + annealing(MODELS["delight_d192"], FFN1_D192_HOUR),
+        FFN1 + annealing(MODELS["delight_d192"], FFN1_D192_HOUR),
+    ),
+    # the eighth trial's FFNs at d_m 208, paid for by width multiplier 1 instead of 2
+    # (3.47 M parameters, 49.1 %); the d_m 192 recipe's LR and dropouts, annealed
+    # within the hour as delight_d192_cosine
+    "delight_d208_w1_ffn1_cosine": (
+        "delight_d192",
+        ["--delight-emb-out-dim", "208"]
+        + ["--delight-enc-width-mult", "1", "--delight-dec-width-mult", "1"]
+        + FFN1
+        + annealing(MODELS["delight_d192"], D208_W1_FFN1_HOUR),
+    ),
+    # the eighth trial with twice the label smoothing (0.2): the two settings that
+    # scored best on validation among the DeLighT trials, together
+    "delight_d192_ffn1_ls_cosine": (
+        "delight_d192",
+        FFN1
+        + annealing(MODELS["delight_d192"], FFN1_D192_HOUR)
+        + ["--label-smoothing", "0.2"],
     ),
 }
 MODELS.update({name: MODELS[base] + extra for name, (base, extra) in TRIALS.items()})

@@ -3,8 +3,9 @@ summary, with their means; the figure draws every run; the dropout trial
 changes only the dropouts, the schedule trials only the decay of the LR, and the
 combined trial both, drawing its dropout with --delight-fast-dropout; the
 paper-shape trial is the published preset's depths at d_m 128, and the table trial
-the transformer's table width at d_m 128, and the FFN trial FFNs as wide as d_m
-192, each at most half the transformer's parameters."""
+the transformer's table width at d_m 128, the FFN trial FFNs as wide as d_m
+192, and the d_m 208 trial those FFNs at d_m 208 with width multiplier 1, each at
+most half the transformer's parameters."""
 
 import pytest
 
@@ -240,6 +241,41 @@ def test_the_ffn_trial_widens_only_the_light_ffns_of_d_m_192(curves):
     assert wide <= n_params(built(curves, "transformer_256", vocab)) / 2
 
 
+def test_the_d_m_208_trial_pays_for_wider_blocks_with_width_multiplier_1(curves):
+    trial = "delight_d208_w1_ffn1_cosine"
+    assert shared_changes(curves, trial, base="delight_d192") == {
+        "delight_emb_out_dim": (192, 208),
+        "delight_enc_width_mult": (2, 1), "delight_dec_width_mult": (2, 1),
+        # the embedding DExTras follow the encoder's multiplier (the preset's rule)
+        "delight_emb_width_mult": (2, 1),
+        "delight_enc_ffn_red": (4, 1), "delight_dec_ffn_red": (4, 1),
+        "lr_scheduler": ("inverse_sqrt", "cosine"),
+    }  # fmt: skip
+    anneals_within(parsed(curves, trial), curves.multi30k.D208_W1_FFN1_HOUR)
+    vocab = 6_008
+    model = built(curves, trial, vocab)
+    for layers in (model.encoder.layers, model.decoder.layers):
+        # the FFNs are as wide as d_m (reduction 1); block-wise scaling takes each
+        # DExTra's widest layer from w_m x d_m in the first block to
+        # (w_m + N_max / N_min - 1) x d_m in the last (DELIGHT.md section 5)
+        for layer in layers:
+            assert (
+                layer.ffn.fc1.weight.shape == layer.ffn.fc2.weight.shape == (208, 208)
+            )
+        widest = [
+            max(g.out_features for g in layer.dextra.glt_layers) for layer in layers
+        ]
+        assert (widest[0], widest[-1]) == (1 * 208, 2 * 208)
+    assert n_params(model) <= n_params(built(curves, "transformer_256", vocab)) / 2
+
+
+def test_the_combined_ffn_trial_doubles_only_the_ffn_trials_label_smoothing(curves):
+    trial = "delight_d192_ffn1_ls_cosine"
+    assert shared_changes(curves, trial, base="delight_d192_ffn1_cosine") == {
+        "label_smoothing": (0.1, 0.2),
+    }
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -259,6 +295,8 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d128_paper_cosine",
         "delight_d128_map256_cosine",
         "delight_d192_ffn1_cosine",
+        "delight_d208_w1_ffn1_cosine",
+        "delight_d192_ffn1_ls_cosine",
     }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
