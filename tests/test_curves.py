@@ -5,7 +5,8 @@ combined trial both, drawing its dropout with --delight-fast-dropout; the
 paper-shape trial is the published preset's depths at d_m 128, and the table trial
 the transformer's table width at d_m 128, the FFN trial FFNs as wide as d_m
 192, and the d_m 208 trial those FFNs at d_m 208 with width multiplier 1, each at
-most half the transformer's parameters."""
+most half the transformer's parameters; the combined FFN trial changes only the FFN
+trial's label smoothing."""
 
 import pytest
 
