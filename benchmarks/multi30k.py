@@ -232,6 +232,20 @@ TRIALS["delight_d192_ffn1_ls_cosine"] = (
     "delight_d192",
     TRIALS["delight_d192_ffn1_cosine"][1] + ["--label-smoothing", "0.2"],
 )
+# what delight_d192_ffn1_reg_cosine makes in 60 minutes here: a 2.5-minute probe of
+# it alone (0.85 updates/s, against 0.99-1.01 for the eighth trial's) times 0.95, as
+# FFN1_D192_HOUR, rounded up
+FFN1_REG_D192_HOUR = 3_000
+# the eighth trial with twice its block and FFN dropout (0.2), drawn with
+# --delight-fast-dropout: it ends the hour with a lower training loss than the
+# transformer and a higher validation loss (docs/recipes.md, "An eleventh trial")
+TRIALS["delight_d192_ffn1_reg_cosine"] = (
+    "delight_d192",
+    FFN1
+    + recipe(lr=0.003, dropout=0.2, attention=0.0, delight=0.0)
+    + annealing(MODELS["delight_d192"], FFN1_REG_D192_HOUR)
+    + ["--delight-fast-dropout"],
+)
 MODELS.update({name: MODELS[base] + extra for name, (base, extra) in TRIALS.items()})
 
 

@@ -277,6 +277,22 @@ def test_the_combined_ffn_trial_doubles_only_the_ffn_trials_label_smoothing(curv
     }
 
 
+def test_the_dropout_ffn_trial_doubles_the_ffn_trials_block_and_ffn_dropout(curves):
+    trial = "delight_d192_ffn1_reg_cosine"
+    assert shared_changes(curves, trial, base="delight_d192_ffn1_cosine") == {
+        "dropout": (0.1, 0.2),
+        "ffn_dropout": (0.1, 0.2),
+        "lr_period_updates": (
+            round(1.03 * curves.multi30k.FFN1_D192_HOUR) - 400,
+            round(1.03 * curves.multi30k.FFN1_REG_D192_HOUR) - 400,
+        ),
+    }
+    namespace = parsed(curves, trial)
+    assert namespace.delight_fast_dropout
+    assert (namespace.attention_dropout, namespace.delight_dropout) == (0.0, 0.0)
+    anneals_within(namespace, curves.multi30k.FFN1_REG_D192_HOUR)
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -298,6 +314,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_cosine",
         "delight_d208_w1_ffn1_cosine",
         "delight_d192_ffn1_ls_cosine",
+        "delight_d192_ffn1_reg_cosine",
     }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
