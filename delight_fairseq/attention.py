@@ -1,5 +1,6 @@
 """Single-head attention, with fairseq's incremental state (docs/architecture.md
-sections 5 and 9).
+sections 5 and 9); ``--delight-attention-heads`` splits it into heads (off the
+paper, section 15).
 
 fairseq's MultiheadAttention cannot express it: DeLighT's attention reads a
 query narrower or wider than its projection (d_m/2 after DExTra, d_m for the
@@ -21,7 +22,8 @@ from .group_linear import Linear
 
 @with_incremental_state
 class SingleHeadAttention(nn.Module):
-    """One attention head of width ``proj_dim`` with an output of ``out_dim``.
+    """One attention head of width ``proj_dim`` with an output of ``out_dim``,
+    or ``heads`` heads of proj_dim / heads each, with the same weights' shapes.
 
     Self-attention projects q, k and v with one Linear(query_dim, 3 proj_dim).
     Encoder-decoder attention projects q from the query with
@@ -37,13 +39,20 @@ class SingleHeadAttention(nn.Module):
         key_dim: Optional[int] = None,
         dropout: float = 0.0,
         self_attention: bool = True,
+        heads: int = 1,
     ):
         super().__init__()
+        if heads < 1 or proj_dim % heads:
+            raise ValueError(
+                f"{heads} attention heads do not split the attention's width "
+                f"{proj_dim}; use a divisor of it"
+            )
         self.proj_dim = proj_dim
+        self.heads = heads
         self.dropout = dropout
         self.fast_dropout = False  # fused.set_fast_dropout
         self.self_attention = self_attention
-        self.scaling = proj_dim**-0.5
+        self.scaling = (proj_dim // heads) ** -0.5
         if self_attention:
             self.qkv_proj = Linear(query_dim, 3 * proj_dim)
         else:
@@ -117,22 +126,46 @@ class SingleHeadAttention(nn.Module):
             self._set_input_buffer(incremental_state, saved)
         assert k is not None and v is not None
 
-        # B x T x C @ B x C x S -> B x T x S
+        # the cache keeps whole widths (B x S x C); heads split them here
+        batch = q.size(0)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        # B' x T x C' @ B' x C' x S -> B' x T x S, where B' = B x heads
         scores = torch.bmm(q, k.transpose(1, 2))
         if attn_mask is not None:
             scores = scores + attn_mask.unsqueeze(0)
         if key_padding_mask is not None:
-            scores = scores.masked_fill(
-                key_padding_mask.unsqueeze(1).to(torch.bool), float("-inf")
-            )
+            padding = key_padding_mask.to(torch.bool)
+            if self.heads > 1:
+                padding = padding.repeat_interleave(self.heads, dim=0)
+            scores = scores.masked_fill(padding.unsqueeze(1), float("-inf"))
         weights = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
         probs = fused.dropout(weights, self.dropout, self.training, self.fast_dropout)
-        # B x T x S @ B x S x C -> B x T x C -> T x B x C
-        out = torch.bmm(probs, v).transpose(0, 1)
+        # B' x T x S @ B' x S x C' -> B' x T x C' -> T x B x C
+        out = self._merge(torch.bmm(probs, v), batch).transpose(0, 1)
         out = self.out_proj(out)
         if need_weights:
+            if self.heads > 1:
+                # averaged over the heads, as fairseq's MultiheadAttention does
+                weights = weights.view(batch, self.heads, -1, weights.size(-1))
+                weights = weights.mean(dim=1)
             return out, weights
         return out, None
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """B x L x C -> (B x heads) x L x C / heads, each sample's heads together."""
+        if self.heads == 1:
+            return x
+        b, length, width = x.shape
+        x = x.reshape(b, length, self.heads, width // self.heads).transpose(1, 2)
+        return x.reshape(b * self.heads, length, width // self.heads)
+
+    def _merge(self, x: Tensor, batch: int) -> Tensor:
+        """(B x heads) x L x C / heads -> B x L x C, the heads side by side."""
+        if self.heads == 1:
+            return x
+        _, length, width = x.shape
+        x = x.reshape(batch, self.heads, length, width).transpose(1, 2)
+        return x.reshape(batch, length, self.heads * width)
 
     def reorder_incremental_state(
         self,

@@ -141,6 +141,13 @@ class DeLighTConfig(FairseqDataclass):
         default=0.0,
         metadata={"help": "dropout after the light FFN's activation"},
     )
+    delight_attention_heads: int = field(
+        default=1,
+        metadata={
+            "help": "heads of every attention, each d_m/2 / heads wide, with the "
+            "same parameters (the paper: 1, a single head; more is off the paper)"
+        },
+    )
     share_all_embeddings: bool = field(
         default=False,
         metadata={
@@ -308,6 +315,14 @@ def _validate_resolved(cfg: DeLighTConfig) -> None:
         p = getattr(cfg, name)
         if not 0.0 <= p < 1.0:
             raise ValueError(f"{_flag(name)} is {p}; a dropout must lie in [0, 1)")
+    heads = cfg.delight_attention_heads
+    if heads < 1 or (d_m // 2) % heads:
+        divisors = [h for h in (1, 2, 4, 8) if (d_m // 2) % h == 0]
+        raise ValueError(
+            f"--delight-attention-heads is {heads}, which does not split the "
+            f"attention's width d_m/2 = {d_m // 2} (--delight-emb-out-dim {d_m}); "
+            f"use one of {divisors}"
+        )
     sides = (side(cfg, "enc"), side(cfg, "dec"))
     for s in sides:
         _validate_side(s, d_m)

@@ -124,7 +124,12 @@ class _DeLighTBlock(nn.Module):
             shuffle=not cfg.no_glt_shuffle,
         )
         self.self_attn = SingleHeadAttention(
-            proj, proj, d_m, dropout=cfg.attention_dropout, self_attention=True
+            proj,
+            proj,
+            d_m,
+            dropout=cfg.attention_dropout,
+            self_attention=True,
+            heads=cfg.delight_attention_heads,
         )
         self.self_attn_norm = _Sublayer(d_m, side.normalize_before)
         self.ffn = LightFFN(d_m, side.ffn_red, cfg.activation_dropout, cfg.ffn_dropout)
@@ -200,6 +205,7 @@ class DeLighTDecoderLayer(_DeLighTBlock):
             key_dim=d_m,
             dropout=cfg.attention_dropout,
             self_attention=False,
+            heads=cfg.delight_attention_heads,
         )
         self.encoder_attn_norm = _Sublayer(d_m, side.normalize_before)
 

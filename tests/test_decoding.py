@@ -8,12 +8,14 @@ from helpers import build
 VOCAB = 60
 
 
-@pytest.fixture(scope="module")
-def model():
+# the paper's single head, and four heads (--delight-attention-heads)
+@pytest.fixture(scope="module", params=[1, 4], ids=["1 head", "4 heads"])
+def model(request):
     torch.manual_seed(0)
     m = build(
         "delight",
         src_vocab=VOCAB,
+        delight_attention_heads=request.param,
         delight_emb_out_dim=64,
         delight_enc_layers=3,
         delight_dec_layers=3,
