@@ -234,17 +234,30 @@ TRIALS["delight_d192_ffn1_ls_cosine"] = (
 )
 # what delight_d192_ffn1_reg_cosine makes in 60 minutes here: a 2.5-minute probe of
 # it alone (0.85 updates/s, against 0.99-1.01 for the eighth trial's) times 0.95, as
-# FFN1_D192_HOUR, rounded up
+# FFN1_D192_HOUR, rounded up; its run made 3,181 (past the period by 91)
 FFN1_REG_D192_HOUR = 3_000
 # the eighth trial with twice its block and FFN dropout (0.2), drawn with
-# --delight-fast-dropout: it ends the hour with a lower training loss than the
-# transformer and a higher validation loss (docs/recipes.md, "An eleventh trial")
+# --delight-fast-dropout: the eighth trial ends the hour with a lower training loss
+# than the transformer's (each under its own dropout) and a higher validation loss
+# (docs/recipes.md, "An eleventh trial")
 TRIALS["delight_d192_ffn1_reg_cosine"] = (
     "delight_d192",
     FFN1
     + recipe(lr=0.003, dropout=0.2, attention=0.0, delight=0.0)
     + annealing(MODELS["delight_d192"], FFN1_REG_D192_HOUR)
     + ["--delight-fast-dropout"],
+)
+# what delight_d192_ffn1_heads4_cosine makes in 60 minutes here: a 2-minute probe of
+# it alone (0.88 then 0.97 updates/s; the eighth trial's: 1.01 then 0.99) times 0.95,
+# as FFN1_D192_HOUR
+FFN1_HEADS4_D192_HOUR = 3_400
+# the eighth trial with its attentions split into 4 heads (off the paper, which has
+# one; the same parameters): the transformer, ahead per update, has 4
+TRIALS["delight_d192_ffn1_heads4_cosine"] = (
+    "delight_d192",
+    FFN1
+    + ["--delight-attention-heads", "4"]
+    + annealing(MODELS["delight_d192"], FFN1_HEADS4_D192_HOUR),
 )
 MODELS.update({name: MODELS[base] + extra for name, (base, extra) in TRIALS.items()})
 

@@ -293,6 +293,24 @@ def test_the_dropout_ffn_trial_doubles_the_ffn_trials_block_and_ffn_dropout(curv
     anneals_within(namespace, curves.multi30k.FFN1_REG_D192_HOUR)
 
 
+def test_the_heads_trial_splits_only_the_ffn_trials_attention(curves):
+    trial = "delight_d192_ffn1_heads4_cosine"
+    hours = curves.multi30k.FFN1_D192_HOUR, curves.multi30k.FFN1_HEADS4_D192_HOUR
+    assert shared_changes(curves, trial, base="delight_d192_ffn1_cosine") == {
+        "delight_attention_heads": (1, 4),
+        "lr_period_updates": tuple(round(1.03 * hour) - 400 for hour in hours),
+    }
+    anneals_within(parsed(curves, trial), hours[1])
+    # the same parameters as the eighth trial's, 4 heads of d_m/2 / 4 = 24
+    vocab = 6008
+    model = built(curves, trial, vocab)
+    base = built(curves, "delight_d192_ffn1_cosine", vocab)
+    assert n_params(model) == n_params(base)
+    for layer in model.decoder.layers:
+        for attention in (layer.self_attn, layer.encoder_attn):
+            assert (attention.heads, attention.proj_dim // attention.heads) == (4, 24)
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -315,6 +333,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d208_w1_ffn1_cosine",
         "delight_d192_ffn1_ls_cosine",
         "delight_d192_ffn1_reg_cosine",
+        "delight_d192_ffn1_heads4_cosine",
     }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
