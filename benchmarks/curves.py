@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multi30k  # noqa: E402
+import scoring  # noqa: E402
 
 OUT = multi30k.OUT / "curves"
 DEFAULT_MODELS = ("transformer_256", "delight_d192", "delight_d128")
@@ -105,12 +106,12 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
             ],
         )  # fmt: skip
     paths = checkpoints(folder)
-    last = multi30k.Scorer(paths[-1])
+    last = scoring.Scorer(paths[-1])
     tuned = last.tune_lenpen(LENPENS)
     lenpen = tuned["lenpen"]
     points = []
     for path in paths:
-        scorer = last if path == paths[-1] else multi30k.Scorer(path)
+        scorer = last if path == paths[-1] else scoring.Scorer(path)
         test = scorer.bleu("test", lenpen)
         points.append(
             {
@@ -127,7 +128,7 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
 
     averaged = folder / f"checkpoint_avg{AVERAGE_LAST}.pt"
     torch.save(average_checkpoints(paths[-AVERAGE_LAST:]), averaged)
-    avg = multi30k.Scorer(averaged)
+    avg = scoring.Scorer(averaged)
     return {
         "model": model,
         "seed": seed,

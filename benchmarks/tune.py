@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multi30k  # noqa: E402
+import scoring  # noqa: E402
 from multi30k import BASE, delight_shape, recipe  # noqa: E402
 
 OUT = multi30k.OUT / "tune"
@@ -64,7 +65,7 @@ def run_trial(name: str, minutes: float, seed: int) -> dict:
         seed,
         extra=["--no-epoch-checkpoints", "--no-save-optimizer-state"],
     )
-    scorer = multi30k.Scorer(folder / "checkpoint_last.pt")
+    scorer = scoring.Scorer(folder / "checkpoint_last.pt")
     tuned = scorer.tune_lenpen()
     return {
         "trial": name,

@@ -6,7 +6,8 @@ paper-shape trial is the published preset's depths at d_m 128, and the table tri
 the transformer's table width at d_m 128, the FFN trial FFNs as wide as d_m
 192, and the d_m 208 trial those FFNs at d_m 208 with width multiplier 1, each at
 most half the transformer's parameters; the combined FFN trial changes only the FFN
-trial's label smoothing."""
+trial's label smoothing; the size-matched transformer is the annealed transformer
+narrowed to the FFN trial's size."""
 
 import pytest
 
@@ -311,6 +312,31 @@ def test_the_heads_trial_splits_only_the_ffn_trials_attention(curves):
             assert (attention.heads, attention.proj_dim // attention.heads) == (4, 24)
 
 
+def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curves):
+    trial = "transformer_172_cosine"
+    hours = 2_990, curves.multi30k.T172_HOUR
+    assert shared_changes(curves, trial, base="transformer_256_cosine") == {
+        "encoder_embed_dim": (256, 172), "decoder_embed_dim": (256, 172),
+        "encoder_ffn_embed_dim": (1024, 688), "decoder_ffn_embed_dim": (1024, 688),
+        # fairseq's transformer sets these to the decoder's width
+        "decoder_input_dim": (256, 172), "decoder_output_dim": (256, 172),
+        "lr_period_updates": tuple(round(1.03 * hour) - 250 for hour in hours),
+    }  # fmt: skip
+    namespace = parsed(curves, trial)
+    assert namespace.encoder_attention_heads == namespace.decoder_attention_heads == 4
+    # fairseq's post-norm layers: attention 4 (d^2 + d), FFN 2 d f + f + d, a
+    # LayerNorm (2 d) after each sublayer; one table of V x d (sinusoidal positions)
+    d, f, vocab = 172, 688, 6_008
+    attention, ffn = 4 * (d * d + d), 2 * d * f + f + d
+    encoder_layer = attention + ffn + 2 * 2 * d
+    decoder_layer = 2 * attention + ffn + 3 * 2 * d
+    expected = vocab * d + 3 * encoder_layer + 3 * decoder_layer
+    assert n_params(built(curves, trial, vocab)) == expected == 3_534_944
+    # within 1 % of the eighth trial's DeLighT, the size it is matched to
+    delight = n_params(built(curves, "delight_d192_ffn1_cosine", vocab))
+    assert abs(expected / delight - 1) < 0.01
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
 
@@ -334,6 +360,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_ls_cosine",
         "delight_d192_ffn1_reg_cosine",
         "delight_d192_ffn1_heads4_cosine",
+        "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
         now = vars(train_namespace([*common, *models[model]]))
