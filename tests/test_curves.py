@@ -314,7 +314,7 @@ def test_the_heads_trial_splits_only_the_ffn_trials_attention(curves):
 
 def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curves):
     trial = "transformer_172_cosine"
-    hours = 2_990, curves.multi30k.T172_HOUR
+    hours = curves.multi30k.T256_HOUR, curves.multi30k.T172_HOUR
     assert shared_changes(curves, trial, base="transformer_256_cosine") == {
         "encoder_embed_dim": (256, 172), "decoder_embed_dim": (256, 172),
         "encoder_ffn_embed_dim": (1024, 688), "decoder_ffn_embed_dim": (1024, 688),
