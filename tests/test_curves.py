@@ -312,6 +312,14 @@ def test_the_heads_trial_splits_only_the_ffn_trials_attention(curves):
             assert (attention.heads, attention.proj_dim // attention.heads) == (4, 24)
 
 
+def test_the_weight_decay_trial_adds_only_decay_to_the_ffn_trial(curves):
+    trial = "delight_d192_ffn1_wd_cosine"
+    assert shared_changes(curves, trial, base="delight_d192_ffn1_cosine") == {
+        "weight_decay": (0.0, 0.01),
+    }
+    anneals_within(parsed(curves, trial), curves.multi30k.FFN1_D192_HOUR)
+
+
 def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curves):
     trial = "transformer_172_cosine"
     hours = curves.multi30k.T256_HOUR, curves.multi30k.T172_HOUR
@@ -360,6 +368,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_ls_cosine",
         "delight_d192_ffn1_reg_cosine",
         "delight_d192_ffn1_heads4_cosine",
+        "delight_d192_ffn1_wd_cosine",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
