@@ -271,6 +271,13 @@ TRIALS["delight_d192_ffn1_wd_cosine"] = (
     "delight_d192",
     TRIALS["delight_d192_ffn1_cosine"][1] + ["--weight-decay", "0.01"],
 )
+# the eighth trial with its LR annealed over the hour's wall clock (the plugin's
+# --lr-scheduler wallclock_cosine) instead of over an estimate of its updates: its
+# seed 1 ended its period at 0.72 (18 % of the peak LR), its seed 2 at 0.98
+TRIALS["delight_d192_ffn1_clock"] = (
+    "delight_d192",
+    FFN1 + ["--lr-scheduler", "wallclock_cosine"],
+)
 # what the transformer at d 172 makes in 60 minutes here: a 2.5-minute probe of it
 # alone (1.01 updates/s) times 0.95, as FFN1_D192_HOUR; its runs made 3,364 and 3,459
 T172_HOUR = 3_500

@@ -320,6 +320,17 @@ def test_the_weight_decay_trial_adds_only_decay_to_the_ffn_trial(curves):
     anneals_within(parsed(curves, trial), curves.multi30k.FFN1_D192_HOUR)
 
 
+def test_the_clock_trial_anneals_the_ffn_trial_over_the_hours_wall_clock(curves):
+    trial = "delight_d192_ffn1_clock"
+    assert shared_changes(curves, trial, base="delight_d192_ffn1_cosine") == {
+        "lr_scheduler": ("cosine", "wallclock_cosine"),
+    }
+    namespace = parsed(curves, trial)
+    # the eighth trial's peak and warmup; multi30k.train's --stop-time-hours is
+    # the time the cosine spans
+    assert (namespace.lr, namespace.warmup_updates) == ([0.003], 400)
+
+
 def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curves):
     trial = "transformer_172_cosine"
     hours = curves.multi30k.T256_HOUR, curves.multi30k.T172_HOUR
@@ -369,6 +380,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_reg_cosine",
         "delight_d192_ffn1_heads4_cosine",
         "delight_d192_ffn1_wd_cosine",
+        "delight_d192_ffn1_clock",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
