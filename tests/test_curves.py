@@ -6,8 +6,9 @@ paper-shape trial is the published preset's depths at d_m 128, and the table tri
 the transformer's table width at d_m 128, the FFN trial FFNs as wide as d_m
 192, and the d_m 208 trial those FFNs at d_m 208 with width multiplier 1, each at
 most half the transformer's parameters; the combined FFN trial changes only the FFN
-trial's label smoothing; the size-matched transformer is the annealed transformer
-narrowed to the FFN trial's size."""
+trial's label smoothing, the weight decay trial only its weight decay, and the clock
+trial only its scheduler (wallclock_cosine); the size-matched transformer is the
+annealed transformer narrowed to the FFN trial's size."""
 
 import pytest
 
