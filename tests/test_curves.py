@@ -7,7 +7,8 @@ the transformer's table width at d_m 128, the FFN trial FFNs as wide as d_m
 192, and the d_m 208 trial those FFNs at d_m 208 with width multiplier 1, each at
 most half the transformer's parameters; the combined FFN trial changes only the FFN
 trial's label smoothing, the weight decay trial only its weight decay, and the clock
-trial only its scheduler (wallclock_cosine); the size-matched transformer is the
+trial only its scheduler (wallclock_cosine) and the fast clock trial only its
+dropout masks; the size-matched transformer is the
 annealed transformer narrowed to the FFN trial's size."""
 
 import pytest
@@ -332,6 +333,15 @@ def test_the_clock_trial_anneals_the_ffn_trial_over_the_hours_wall_clock(curves)
     assert (namespace.lr, namespace.warmup_updates) == ([0.003], 400)
 
 
+def test_the_fast_clock_trial_changes_only_how_the_clock_trial_draws_dropout(curves):
+    trial = "delight_d192_ffn1_clock_fast"
+    assert shared_changes(curves, trial, base="delight_d192_ffn1_clock") == {}
+    fast, clock = parsed(curves, trial), parsed(curves, "delight_d192_ffn1_clock")
+    # fairseq leaves an unset boolean flag out of the namespace
+    assert vars(fast).keys() - vars(clock).keys() == {"delight_fast_dropout"}
+    assert fast.delight_fast_dropout and not hasattr(clock, "delight_fast_dropout")
+
+
 def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curves):
     trial = "transformer_172_cosine"
     hours = curves.multi30k.T256_HOUR, curves.multi30k.T172_HOUR
@@ -382,6 +392,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_heads4_cosine",
         "delight_d192_ffn1_wd_cosine",
         "delight_d192_ffn1_clock",
+        "delight_d192_ffn1_clock_fast",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
