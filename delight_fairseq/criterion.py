@@ -12,6 +12,10 @@ The same loss follows from the logits and their log-sum-exp alone:
     loss     = (1 - eps - eps/(V-1)) * sum nll + eps/(V-1) * sum smooth
 
 and its gradient is one N x V tensor, softmax(z) scaled and shifted in place.
+On the CPU (float32, float64) the passes over the logits are fused
+(csrc/cross_entropy.cpp): one read of each row gives its log-sum-exp, target
+logit, sum and arg-max (the accuracy), and the backward writes the gradient in
+one pass. Elsewhere the same per-row numbers come from eager ops.
 
 With ``--loss-chunk-tokens K`` not even the logits exist in full: the criterion
 takes the decoder's features (N x d) and the output weight (V x d), and computes
@@ -33,6 +37,8 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from . import fused
+
 
 def _upcast(logits: Tensor) -> Tensor:
     """Half-precision logits are reduced in float32, as fairseq's log_softmax does."""
@@ -42,27 +48,40 @@ def _upcast(logits: Tensor) -> Tensor:
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
-    """Summed label-smoothed loss and nll from N x V logits."""
+    """Summed label-smoothed loss and nll, and the number of tokens whose
+    arg-max is the target, from N x V logits. On the CPU in float32 or float64
+    the passes over the logits run in the fused kernel (csrc/cross_entropy.cpp),
+    elsewhere in eager ops; both compute the per-row numbers below."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, epsilon: float, ignore_index: int):
         z = _upcast(logits)
         vocab = z.size(-1)
-        lse = torch.logsumexp(z, dim=-1)
         keep = target.ne(ignore_index)
-        safe_target = target.masked_fill(~keep, 0)
-        z_target = z.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)
+        ctx.fused = fused.usable(z)
+        if ctx.fused:
+            lse, z_target, z_sum, argmax = fused.load().cross_entropy_forward(
+                z, target, ignore_index
+            )
+        else:
+            lse = torch.logsumexp(z, dim=-1)
+            safe_target = target.masked_fill(~keep, 0)
+            z_target = z.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)
+            z_sum = z.sum(-1)
+            argmax = z.argmax(-1)
         nll = ((lse - z_target) * keep).sum()
-        smooth = ((vocab * lse - z.sum(-1)) * keep).sum()
+        smooth = ((vocab * lse - z_sum) * keep).sum()
         eps_i = epsilon / (vocab - 1)
         loss = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
-        ctx.save_for_backward(logits, lse, safe_target, keep)
-        ctx.epsilon = epsilon
-        return loss, nll
+        correct = (argmax.eq(target) & keep).sum()
+        ctx.save_for_backward(logits, lse, target)
+        ctx.epsilon, ctx.ignore_index = epsilon, ignore_index
+        ctx.mark_non_differentiable(correct)
+        return loss, nll, correct
 
     @staticmethod
-    def backward(ctx, grad_loss: Tensor, grad_nll: Tensor):
-        logits, lse, target, keep = ctx.saved_tensors
+    def backward(ctx, grad_loss: Tensor, grad_nll: Tensor, _grad_correct):
+        logits, lse, target = ctx.saved_tensors
         vocab = logits.size(-1)
         eps_i = ctx.epsilon / (vocab - 1)
         # d loss / d z = a * (p - onehot) + eps_i * (V p - 1), with
@@ -70,10 +89,18 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         a = (1.0 - ctx.epsilon - eps_i) * grad_loss + grad_nll
         b = eps_i * grad_loss
         z = _upcast(logits)
+        if ctx.fused:
+            grad = fused.load().cross_entropy_backward(
+                z, target, lse, ctx.ignore_index, float(a), float(b)
+            )
+            return grad.to(logits.dtype), None, None, None
+        keep = target.ne(ctx.ignore_index)
         grad = (z - lse.unsqueeze(-1)).exp_()  # the one N x V tensor
         grad.mul_(a + b * vocab).sub_(b)
         grad.scatter_add_(
-            -1, target.unsqueeze(-1), (-a).expand(target.size()).unsqueeze(-1)
+            -1,
+            target.masked_fill(~keep, 0).unsqueeze(-1),
+            (-a).expand(target.size()).unsqueeze(-1),
         )
         grad.mul_(keep.unsqueeze(-1).to(grad.dtype))
         return grad.to(logits.dtype), None, None, None
@@ -83,15 +110,14 @@ def smoothed_cross_entropy(
     logits: Tensor, target: Tensor, epsilon: float, ignore_index: int
 ):
     """(loss, nll_loss) summed over tokens; logits N x V, target N."""
-    return _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index)
+    loss, nll, _ = _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index)
+    return loss, nll
 
 
 def _chunk_loss(features, weight, target, epsilon: float, ignore_index: int):
+    """(loss, nll_loss, n_correct) of one chunk of tokens."""
     logits = torch.nn.functional.linear(features, weight)
-    loss, nll = smoothed_cross_entropy(logits, target, epsilon, ignore_index)
-    with torch.no_grad():
-        correct = (logits.argmax(-1).eq(target) & target.ne(ignore_index)).sum()
-    return loss, nll, correct
+    return _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index)
 
 
 def chunked_cross_entropy(
@@ -185,28 +211,18 @@ class DeLighTLabelSmoothedCrossEntropy(LabelSmoothedCrossEntropyCriterion):
         self.loss_chunk_tokens = loss_chunk_tokens
 
     def forward(self, model, sample, reduce=True):
-        if not self.loss_chunk_tokens or not reduce:
-            return super().forward(model, sample, reduce=reduce)
-        weight = output_weight(model)
-        if weight is None:
-            raise ValueError(
-                "--loss-chunk-tokens needs an output layer that is a bias-free "
-                "linear map of the decoder's features (DeLighT, or fairseq's "
-                "transformer without adaptive softmax): drop the flag for this model"
+        """fairseq's forward (the same loss, sample size and logs), with the loss
+        and the accuracy from one pass over the logits."""
+        if self.loss_chunk_tokens and reduce:
+            loss, nll_loss, n_correct, target = self._chunked(model, sample)
+        elif self._from_logits(model, reduce):
+            net_output = model(**sample["net_input"])
+            logits, target = self._logits_and_target(model, net_output, sample)
+            loss, nll_loss, n_correct = _SmoothedCrossEntropy.apply(
+                logits, target, self.eps, self.padding_idx
             )
-        features, extra = model(**sample["net_input"], features_only=True)
-        target = model.get_targets(sample, (features, extra))
-        if self.ignore_prefix_size > 0:
-            features = features[:, self.ignore_prefix_size :, :]
-            target = target[:, self.ignore_prefix_size :]
-        loss, nll_loss, n_correct = chunked_cross_entropy(
-            features.reshape(-1, features.size(-1)),
-            weight,
-            target.reshape(-1),
-            self.eps,
-            self.padding_idx,
-            self.loss_chunk_tokens,
-        )
+        else:
+            return super().forward(model, sample, reduce=reduce)
         sample_size = (
             sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         )
@@ -222,6 +238,30 @@ class DeLighTLabelSmoothedCrossEntropy(LabelSmoothedCrossEntropyCriterion):
             logging_output["total"] = utils.item(target.ne(self.padding_idx).sum())
         return loss, sample_size, logging_output
 
+    def _chunked(self, model, sample):
+        weight = output_weight(model)
+        if weight is None:
+            raise ValueError(
+                "--loss-chunk-tokens needs an output layer that is a bias-free "
+                "linear map of the decoder's features (DeLighT, or fairseq's "
+                "transformer without adaptive softmax): drop the flag for this model"
+            )
+        features, extra = model(**sample["net_input"], features_only=True)
+        target = model.get_targets(sample, (features, extra))
+        if self.ignore_prefix_size > 0:
+            features = features[:, self.ignore_prefix_size :, :]
+            target = target[:, self.ignore_prefix_size :]
+        target = target.reshape(-1)
+        loss, nll_loss, n_correct = chunked_cross_entropy(
+            features.reshape(-1, features.size(-1)),
+            weight,
+            target,
+            self.eps,
+            self.padding_idx,
+            self.loss_chunk_tokens,
+        )
+        return loss, nll_loss, n_correct, target
+
     def _logits_and_target(self, model, net_output, sample):
         logits = net_output[0]
         target = model.get_targets(sample, net_output)
@@ -230,18 +270,18 @@ class DeLighTLabelSmoothedCrossEntropy(LabelSmoothedCrossEntropyCriterion):
             target = target[:, self.ignore_prefix_size :]
         return logits.reshape(-1, logits.size(-1)), target.reshape(-1)
 
-    def _fused(self, model, reduce: bool) -> bool:
+    def _from_logits(self, model, reduce: bool) -> bool:
         # adaptive softmax returns features, not logits: use the generic path
         return reduce and getattr(model.decoder, "adaptive_softmax", None) is None
 
     def compute_loss(self, model, net_output, sample, reduce=True):
-        if not self._fused(model, reduce):
+        if not self._from_logits(model, reduce):
             return super().compute_loss(model, net_output, sample, reduce=reduce)
         logits, target = self._logits_and_target(model, net_output, sample)
         return smoothed_cross_entropy(logits, target, self.eps, self.padding_idx)
 
     def compute_accuracy(self, model, net_output, sample):
-        if not self._fused(model, True):
+        if not self._from_logits(model, True):
             return super().compute_accuracy(model, net_output, sample)
         # the arg-max of the logits is the arg-max of the log-probabilities
         logits, target = self._logits_and_target(model, net_output, sample)

@@ -1,14 +1,15 @@
 """The fused CPU kernels: the GLT tail (bias, feature shuffle, group LayerNorm,
-swish) and, with ``--delight-fast-dropout``, dropout with a counter-based mask.
+swish), the label-smoothed cross-entropy's passes over the logits (criterion.py)
+and, with ``--delight-fast-dropout``, dropout with a counter-based mask.
 
-``csrc/glt_tail.cpp`` and ``csrc/dropout.cpp`` are compiled on first use with
+The sources in ``csrc/`` are compiled on first use with
 torch's C++ extension builder (about 30 s, then cached under
 ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``, one build per
 checkout; ``scripts/setup.sh`` builds it once). Where they cannot be used (no
 compiler, a GPU tensor, half precision, or ``DELIGHT_FUSED_GLT=0`` in the
-environment) the GLT runs the same arithmetic with eager PyTorch ops, and
-dropout is torch's; the two GLT paths agree to float tolerance
-(tests/test_fused.py).
+environment) the GLT and the criterion run the same arithmetic with eager
+PyTorch ops, and dropout is torch's; the two paths agree to float tolerance
+(tests/test_fused.py, tests/test_criterion.py).
 """
 
 import hashlib
@@ -27,7 +28,7 @@ from torch.autograd.function import once_differentiable
 logger = logging.getLogger(__name__)
 
 _CSRC = Path(__file__).with_name("csrc")
-_SOURCES = [_CSRC / "glt_tail.cpp", _CSRC / "dropout.cpp"]
+_SOURCES = [_CSRC / n for n in ("glt_tail.cpp", "dropout.cpp", "cross_entropy.cpp")]
 _lock = threading.Lock()
 _module = None
 _failed = False

@@ -1,4 +1,5 @@
-"""The fused criterion against fairseq's label_smoothed_cross_entropy."""
+"""The fused criterion against fairseq's label_smoothed_cross_entropy, on the
+CPU kernel (csrc/cross_entropy.cpp) and on the eager path."""
 
 import json
 import subprocess
@@ -12,8 +13,10 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.logging import metrics
 
+from delight_fairseq import fused
 from delight_fairseq.criterion import (
     DeLighTLabelSmoothedCrossEntropy,
+    _SmoothedCrossEntropy,
     chunked_cross_entropy,
     smoothed_cross_entropy,
 )
@@ -262,3 +265,83 @@ def test_peak_memory_below_fairseq_at_44k_vocabulary(tmp_path):
     assert result["fairseq_peak_mib"] > 2.5 * one
     # chunked (8 chunks): the logits and their gradient of one chunk at a time
     assert result["chunked_peak_mib"] < 0.5 * one
+
+
+needs_kernel = pytest.mark.skipif(
+    fused.load() is None, reason="the fused CPU kernels could not be built here"
+)
+
+
+def awkward_logits(rows=41, vocab=1003):
+    """Logits whose rows test the kernel's edges; vocab is no multiple of the
+    vector width. Rows 0, 9, 10 are padding (index 1)."""
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(rows, vocab, generator=g) * 4
+    z[3] *= 30  # exp overflows without the max shift
+    z[4] -= 500  # far below zero: exp underflows without it
+    z[5, 7] = z[5, 900] = z[5].max() + 1  # two equal maxima: the first counts
+    target = torch.randint(2, vocab, (rows,), generator=g)
+    target[[0, 9, 10]] = 1
+    target[5], target[6] = 7, vocab - 1
+    target[8] = z[8].argmax()
+    return z, target
+
+
+def oracle(z, target, eps):
+    """fairseq's label_smoothed_nll_loss on float64 log-probs, their gradient
+    for loss + 0.3 nll, and torch's arg-max accuracy."""
+    z64 = z.detach().double().requires_grad_()
+    loss, nll = label_smoothed_nll_loss(torch.log_softmax(z64, -1), target, eps, 1)
+    (loss + 0.3 * nll).backward()
+    correct = (z.argmax(-1).eq(target) & target.ne(1)).sum()
+    return loss.detach(), nll.detach(), correct, z64.grad
+
+
+def ours(z, target, eps):
+    z = z.detach().clone().requires_grad_()
+    loss, nll, correct = _SmoothedCrossEntropy.apply(z, target, eps, 1)
+    (loss + 0.3 * nll).backward()
+    return loss.detach(), nll.detach(), correct, z.grad
+
+
+@needs_kernel
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_kernel_loss_accuracy_and_gradient_equal_fairseq(eps):
+    z, target = awkward_logits()
+    assert fused.usable(z)
+    loss, nll, correct, grad = ours(z, target, eps)
+    want_loss, want_nll, want_correct, want_grad = oracle(z, target, eps)
+    assert torch.isfinite(loss) and loss > 0
+    torch.testing.assert_close(loss.double(), want_loss, rtol=1e-5, atol=0)
+    torch.testing.assert_close(nll.double(), want_nll, rtol=1e-5, atol=0)
+    assert int(correct) == int(want_correct) >= 2  # rows 5 and 8 at least
+    torch.testing.assert_close(grad.double(), want_grad, rtol=1e-4, atol=1e-6)
+    assert not grad[[0, 9, 10]].any()  # padding gets no gradient
+
+
+@needs_kernel
+def test_kernel_and_eager_paths_agree(monkeypatch):
+    z, target = awkward_logits(rows=64, vocab=6004)  # the Multi30k vocabulary
+    fast = ours(z, target, 0.1)
+    monkeypatch.setenv("DELIGHT_FUSED_GLT", "0")
+    assert not fused.usable(z)
+    eager = ours(z, target, 0.1)
+    for a, b in zip(fast, eager):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@needs_kernel
+def test_kernel_arg_max_follows_torch_on_nan_rows():
+    z = torch.randn(3, 50)
+    z[1, 20] = z[1, 30] = float("nan")
+    target = torch.tensor([int(z[0].argmax()), 20, int(z[2].argmin())])
+    with torch.no_grad():
+        loss, _, correct = _SmoothedCrossEntropy.apply(z, target, 0.1, 1)
+    assert torch.isnan(loss)  # as fairseq's: a NaN logit is not hidden
+    assert int(correct) == int(z.argmax(-1).eq(target).sum()) == 2
+
+
+@needs_kernel
+def test_kernel_rejects_a_target_outside_the_vocabulary():
+    with pytest.raises(RuntimeError, match="outside the vocabulary"):
+        smoothed_cross_entropy(torch.randn(2, 9), torch.tensor([3, 9]), 0.1, 1)
