@@ -1,4 +1,5 @@
-"""Peak memory of the label-smoothed loss at a large vocabulary.
+"""Peak memory (and, with ``--time R``, time) of the label-smoothed loss at a
+large vocabulary.
 
 Compares fairseq's ``label_smoothed_cross_entropy`` (log-softmax, then the
 smoothed nll) with ``delight_label_smoothed_cross_entropy`` (fused, from the
@@ -15,15 +16,21 @@ The children run with glibc's mmap threshold fixed at 64 KiB
 chunk-sized blocks showed as 0.89 x N x V instead of 0.33 x. Fixed, the figure
 counts the tensors alive at once.
 
-    python benchmarks/criterion_memory.py --vocab 44000 --tokens 4096 [--chunks 8] [--json out.json]
+``--time R`` also times forward + backward on the same logits, in one process and
+interleaved over R rounds (medians): fairseq's loss, ours with its CPU kernel
+(csrc/cross_entropy.cpp), and ours on eager ops (``DELIGHT_FUSED_GLT=0``).
+
+    python benchmarks/criterion_memory.py --vocab 44000 --tokens 4096 [--chunks 8] [--time R] [--json out.json]
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import time
 
 from procstat import FIXED_MMAP_THRESHOLD  # benchmarks/procstat.py
 
@@ -87,11 +94,55 @@ def measure(which: str, vocab: int, tokens: int, chunks: int) -> float:
     return peak_mib() - before
 
 
+def milliseconds(vocab: int, tokens: int, repeats: int) -> dict:
+    """Median ms of forward + backward for fairseq's loss and ours, with and
+    without the kernel, interleaved round by round."""
+    import torch
+    from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+
+    from delight_fairseq.criterion import smoothed_cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(tokens, vocab, requires_grad=True)
+    target = torch.randint(4, vocab, (tokens,))
+    target[: tokens // 10] = 1  # some padding
+
+    def fairseq_loss():
+        lprobs = torch.log_softmax(logits, dim=-1)
+        return label_smoothed_nll_loss(lprobs, target, 0.1, ignore_index=1)[0]
+
+    def ours():
+        return smoothed_cross_entropy(logits, target, 0.1, 1)[0]
+
+    runs = {"fairseq": (fairseq_loss, "1"), "delight": (ours, "1"),
+            "delight_eager": (ours, "0")}  # fmt: skip
+    times = {name: [] for name in runs}
+    saved = os.environ.get("DELIGHT_FUSED_GLT")
+    try:
+        for _ in range(repeats + 1):  # the first round warms up
+            for name, (loss_fn, kernel) in runs.items():
+                os.environ["DELIGHT_FUSED_GLT"] = kernel
+                start = time.perf_counter()
+                loss_fn().backward()
+                times[name].append(1e3 * (time.perf_counter() - start))
+                logits.grad = None
+    finally:
+        if saved is None:
+            os.environ.pop("DELIGHT_FUSED_GLT", None)
+        else:
+            os.environ["DELIGHT_FUSED_GLT"] = saved
+    return {
+        name + "_ms": round(statistics.median(t[1:]), 1) for name, t in times.items()
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=44_000)
     parser.add_argument("--tokens", type=int, default=4_096)
     parser.add_argument("--chunks", type=int, default=8)
+    parser.add_argument("--time", type=int, default=0, metavar="R",
+                        help="also time forward + backward, median of R rounds")  # fmt: skip
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--child", choices=WHICH, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -142,6 +193,12 @@ def main():
             f"  {which + ' peak above ' + above[which] + ':':36s} {peak:8.1f} MiB "
             f"({peak / one:.2f} x N x V)"
         )
+    if args.time:
+        results.update(milliseconds(args.vocab, args.tokens, args.time))
+        print(f"  forward + backward, median of {args.time} rounds:")
+        for which, what in (("fairseq", "fairseq"), ("delight", "delight, CPU kernel"),
+                            ("delight_eager", "delight, eager ops")):  # fmt: skip
+            print(f"    {what + ':':34s} {results[which + '_ms']:8.1f} ms")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -252,6 +252,8 @@ def test_peak_memory_below_fairseq_at_44k_vocabulary(tmp_path):
             "44000",
             "--tokens",
             "1024",
+            "--time",
+            "1",
             "--json",
             str(out),
         ],
@@ -259,6 +261,7 @@ def test_peak_memory_below_fairseq_at_44k_vocabulary(tmp_path):
         capture_output=True,
     )
     result = json.loads(out.read_text())
+    assert min(result[k + "_ms"] for k in ("fairseq", "delight", "delight_eager")) > 0
     one = result["logits_mib"]
     # ours: only the gradient (one N x V); fairseq: log-probs and more
     assert result["delight_peak_mib"] < 1.3 * one
