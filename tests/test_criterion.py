@@ -334,14 +334,19 @@ def test_kernel_and_eager_paths_agree(monkeypatch):
 
 
 @needs_kernel
-def test_kernel_arg_max_follows_torch_on_nan_rows():
-    z = torch.randn(3, 50)
+def test_kernel_follows_torch_on_nan_and_infinite_rows():
+    z = torch.randn(5, 50)
     z[1, 20] = z[1, 30] = float("nan")
-    target = torch.tensor([int(z[0].argmax()), 20, int(z[2].argmin())])
+    z[3, 5] = z[3, 9] = float("inf")
+    z[4] = float("-inf")
+    target = torch.tensor([int(z[0].argmax()), 20, int(z[2].argmin()), 5, 7])
     with torch.no_grad():
+        lse = fused.load().cross_entropy_forward(z, target, 1)[0]
         loss, _, correct = _SmoothedCrossEntropy.apply(z, target, 0.1, 1)
-    assert torch.isnan(loss)  # as fairseq's: a NaN logit is not hidden
-    assert int(correct) == int(z.argmax(-1).eq(target).sum()) == 2
+    torch.testing.assert_close(lse, torch.logsumexp(z, -1), equal_nan=True)
+    assert not torch.isfinite(loss)  # as fairseq's: a bad logit is not hidden
+    # torch's arg-max: the first NaN, the first of equal maxima
+    assert int(correct) == int(z.argmax(-1).eq(target).sum()) == 3
 
 
 @needs_kernel

@@ -13,8 +13,9 @@
 // mask). a and b are the scalars criterion.py derives from the label smoothing
 // and the incoming gradients. Rows whose target is ignore_index give zeros.
 //
-// torch's conventions are kept: a row whose maximum is infinite is not shifted
-// (logsumexp), and the arg-max is the first maximum, or the first NaN.
+// torch's conventions are kept: a row whose maximum is infinite has that maximum
+// as its log-sum-exp (logsumexp), and the arg-max is the first maximum, or the
+// first NaN. A NaN logit makes the row's sum, and so the loss, NaN.
 
 #include <torch/extension.h>
 
@@ -62,10 +63,13 @@ void rows_forward(const T* z, const int64_t* target, int64_t N, int64_t V,
       // a NaN anywhere makes the sum NaN (an infinity too, harmlessly)
       argmax[n] = std::isfinite(sum) ? first_argmax(row, V, max)
                                      : nan_aware_argmax(row, V);
-      const T shift = std::isfinite(max) ? max : T(0);
-      T total = 0;
-      for (int64_t v = 0; v < V; ++v) total += vexp(row[v] - shift);
-      lse[n] = std::log(total) + shift;
+      if (std::isfinite(max)) {
+        T total = 0;
+        for (int64_t v = 0; v < V; ++v) total += vexp(row[v] - max);
+        lse[n] = std::log(total) + max;
+      } else {
+        lse[n] = max;  // +inf, or -inf when every logit is -inf
+      }
       z_sum[n] = sum;
       const int64_t t = target[n];
       z_target[n] = t == ignore_index ? T(0) : row[t];
@@ -116,9 +120,8 @@ std::vector<torch::Tensor> cross_entropy_forward(torch::Tensor logits,
   const int64_t N = logits.size(0), V = logits.size(1);
   TORCH_CHECK(((target == ignore_index) | ((target >= 0) & (target < V))).all().item<bool>(),
               "cross_entropy: a target index lies outside the vocabulary");
-  auto row = torch::empty({N}, logits.options());
-  auto lse = torch::empty_like(row), z_target = torch::empty_like(row);
-  auto z_sum = torch::empty_like(row);
+  auto lse = torch::empty({N}, logits.options());
+  auto z_target = torch::empty_like(lse), z_sum = torch::empty_like(lse);
   auto argmax = torch::empty({N}, target.options());
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "cross_entropy_forward", [&] {
     rows_forward<scalar_t>(logits.data_ptr<scalar_t>(), target.data_ptr<int64_t>(),
