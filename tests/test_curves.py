@@ -7,9 +7,9 @@ the transformer's table width at d_m 128, the FFN trial FFNs as wide as d_m
 192, and the d_m 208 trial those FFNs at d_m 208 with width multiplier 1, each at
 most half the transformer's parameters; the combined FFN trial changes only the FFN
 trial's label smoothing, the weight decay trial only its weight decay, and the clock
-trial only its scheduler (wallclock_cosine) and the fast clock trial only its
-dropout masks; the size-matched transformer is the
-annealed transformer narrowed to the FFN trial's size."""
+trial only its scheduler (wallclock_cosine), and the fast clock trial only its
+dropout masks; the size-matched transformer is the annealed transformer narrowed
+to the FFN trial's size."""
 
 import pytest
 
