@@ -279,8 +279,8 @@ TRIALS["delight_d192_ffn1_clock"] = (
     FFN1 + ["--lr-scheduler", "wallclock_cosine"],
 )
 # the clock trial with its dropout masks drawn by the fused kernel
-# (--delight-fast-dropout): the same distribution, other draws; 1.04-1.09x the
-# training tokens/s at this dropout (torch's bernoulli_ was 8.7 % of a step's profile)
+# (--delight-fast-dropout): the same distribution, other draws; 1.04x the training
+# tokens/s at this dropout (README, Speed)
 TRIALS["delight_d192_ffn1_clock_fast"] = (
     "delight_d192",
     TRIALS["delight_d192_ffn1_clock"][1] + ["--delight-fast-dropout"],
