@@ -3,7 +3,7 @@ swish), the label-smoothed cross-entropy's passes over the logits (criterion.py)
 and, with ``--delight-fast-dropout``, dropout with a counter-based mask.
 
 The sources in ``csrc/`` are compiled on first use with
-torch's C++ extension builder (about 30 s, then cached under
+torch's C++ extension builder (about 85 s on two cores, then cached under
 ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``, one build per
 checkout; ``scripts/setup.sh`` builds it once). Where they cannot be used (no
 compiler, a GPU tensor, half precision, or ``DELIGHT_FUSED_GLT=0`` in the
@@ -58,7 +58,7 @@ def _build_name(isa: str) -> str:
     return f"delight_glt_tail_{isa.lower()}_{where}"
 
 
-#: a build takes about 25 s; a lock this old was left by a process that died
+#: a build takes about 85 s; a lock this old was left by a process that died
 STALE_LOCK_S = 600
 
 
