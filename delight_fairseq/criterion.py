@@ -275,16 +275,9 @@ class DeLighTLabelSmoothedCrossEntropy(LabelSmoothedCrossEntropyCriterion):
         return reduce and getattr(model.decoder, "adaptive_softmax", None) is None
 
     def compute_loss(self, model, net_output, sample, reduce=True):
+        """fairseq's hook, for callers other than ``forward`` (which takes the
+        loss and the accuracy from one call); accuracy stays fairseq's."""
         if not self._from_logits(model, reduce):
             return super().compute_loss(model, net_output, sample, reduce=reduce)
         logits, target = self._logits_and_target(model, net_output, sample)
         return smoothed_cross_entropy(logits, target, self.eps, self.padding_idx)
-
-    def compute_accuracy(self, model, net_output, sample):
-        if not self._from_logits(model, True):
-            return super().compute_accuracy(model, net_output, sample)
-        # the arg-max of the logits is the arg-max of the log-probabilities
-        logits, target = self._logits_and_target(model, net_output, sample)
-        mask = target.ne(self.padding_idx)
-        n_correct = logits.argmax(-1).eq(target).masked_select(mask).sum()
-        return n_correct, mask.sum()
