@@ -342,6 +342,15 @@ def test_the_fast_clock_trial_changes_only_how_the_clock_trial_draws_dropout(cur
     assert fast.delight_fast_dropout and not hasattr(clock, "delight_fast_dropout")
 
 
+def test_the_half_batch_trial_changes_only_the_batch(curves):
+    trial = "delight_d192_ffn1_clock_fast_b2048"
+    assert shared_changes(curves, trial, base="delight_d192_ffn1_clock_fast") == {
+        "max_tokens": (4096, 2048),
+        # fairseq sizes validation batches as training's when unset
+        "max_tokens_valid": (4096, 2048),
+    }
+
+
 def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curves):
     trial = "transformer_172_cosine"
     hours = curves.multi30k.T256_HOUR, curves.multi30k.T172_HOUR
@@ -393,6 +402,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_wd_cosine",
         "delight_d192_ffn1_clock",
         "delight_d192_ffn1_clock_fast",
+        "delight_d192_ffn1_clock_fast_b2048",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
