@@ -163,7 +163,9 @@ def plot(results: dict, minutes: float, path: Path):
     import matplotlib.pyplot as plt
 
     models = sorted({r["model"] for r in results.values()})
-    colors = dict(zip(models, plt.cm.tab10.colors))
+    # tab20 holds 20 colours; past that they repeat (the seeds' markers still differ)
+    palette = plt.cm.tab20.colors
+    colors = {model: palette[i % len(palette)] for i, model in enumerate(models)}
     markers = "osD^v"
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for key, r in sorted(results.items()):

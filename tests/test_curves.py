@@ -66,6 +66,15 @@ def test_the_figure_draws_every_run(curves, tmp_path):
     assert path.stat().st_size > 10_000
 
 
+def test_the_figure_draws_more_models_than_its_palette_has_colours(curves, tmp_path):
+    pytest.importorskip("matplotlib")
+    many = {f"trial_{i} seed1": run(f"trial_{i}", 1, 3_500_000, [30.0, 40.0], 39.5)
+            for i in range(25)}  # fmt: skip
+    path = tmp_path / "curves.png"
+    curves.plot(many, 60, path)
+    assert path.stat().st_size > 10_000
+
+
 def parsed(curves, model):
     """fairseq's namespace for ``model``'s training command (COMMON, then its flags)."""
     return train_namespace([*curves.multi30k.COMMON, *curves.multi30k.MODELS[model]])
