@@ -15,7 +15,6 @@ PyTorch ops, and dropout is torch's; the two paths agree to float tolerance
 import hashlib
 import logging
 import os
-import shutil
 import sys
 import threading
 import time
@@ -80,6 +79,18 @@ def _clear_stale_lock(name: str) -> None:
         lock.unlink(missing_ok=True)
 
 
+def _build_path(path: str, bindir: str) -> str:
+    """PATH for the build: the interpreter's directory first when it holds a
+    ninja (the pinned one, in a venv). Processes that reach the build directory
+    with different ninjas rebuild the kernels from scratch each time one
+    follows the other: ninja 1.11 (a system one) and 1.13 (the pin) do not
+    recognise each other's build log. The pin is also found when the venv is
+    not on PATH, as when its tools are called by their full path."""
+    if bindir and os.access(os.path.join(bindir, "ninja"), os.X_OK):
+        return bindir + os.pathsep + path
+    return path
+
+
 def load():
     """The compiled extension, building it on first call; None if it cannot
     be built (the reason is logged once)."""
@@ -90,12 +101,6 @@ def load():
         if _module is None and not _failed:
             from torch.utils.cpp_extension import load as build
 
-            # the pinned ninja lives next to the interpreter, which need not
-            # be on PATH when a venv's tools are called by their full path
-            bindir = os.path.dirname(sys.executable)
-            if shutil.which("ninja") is None and bindir:
-                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-
             isa = torch.backends.cpu.get_cpu_capability()
             logger.info(
                 "DeLighT: loading the fused CPU kernels (%s, %s)",
@@ -103,6 +108,8 @@ def load():
                 isa,
             )
             _clear_stale_lock(_build_name(isa))
+            path = os.environ.get("PATH", "")
+            os.environ["PATH"] = _build_path(path, os.path.dirname(sys.executable))
             try:
                 _module = build(
                     name=_build_name(isa),
@@ -119,6 +126,8 @@ def load():
                     "the attempt.",
                     str(err).strip().splitlines()[-1] if str(err).strip() else err,
                 )
+            finally:
+                os.environ["PATH"] = path
     return _module
 
 

@@ -57,7 +57,7 @@ log "installing delight-fairseq (editable) with its test and benchmark tools"
 "${PIP[@]}" install -q --no-build-isolation -e "$ROOT[test,bench]"
 
 log "building the fused CPU kernels (delight_fairseq/csrc, about 85 s once, cached by torch)"
-if ! PATH="$VENV/bin:$PATH" "$VENV/bin/python" -c \
+if ! "$VENV/bin/python" -c \
     "import sys; from delight_fairseq import fused; sys.exit(fused.load() is None)"; then
     log "warning: the fused CPU kernels did not build; DeLighT will use eager PyTorch ops (slower)"
 fi

@@ -180,3 +180,34 @@ def test_each_checkout_has_its_own_build():
         name.startswith("delight_glt_tail_avx2_")
         and len(name) == len("delight_glt_tail_avx2_") + 8
     )
+
+
+def test_the_build_prefers_the_ninja_beside_the_interpreter(tmp_path):
+    bindir, other = tmp_path / "venv-bin", tmp_path / "usr-bin"
+    for folder in (bindir, other):
+        folder.mkdir()
+        (folder / "ninja").write_text("#!/bin/sh\n")
+        (folder / "ninja").chmod(0o755)
+    assert fused._build_path(str(other), str(bindir)) == f"{bindir}{os.pathsep}{other}"
+    (bindir / "ninja").unlink()
+    assert fused._build_path(str(other), str(bindir)) == str(other)
+
+
+@needs_kernel
+@pytest.mark.slow
+def test_a_process_without_the_venv_on_path_reuses_the_build():
+    # a system ninja (1.11 here) and the pinned one (1.13) do not read each
+    # other's build log: a process that built with the other one rebuilt the
+    # kernels from scratch, six times in one CI run
+    from torch.utils.cpp_extension import _get_build_directory
+
+    name = fused._build_name(torch.backends.cpu.get_cpu_capability())
+    log = os.path.join(_get_build_directory(name, verbose=False), ".ninja_log")
+    before = open(log).read()
+    code = "from delight_fairseq import fused\nassert fused.load() is not None\n"
+    env = dict(os.environ, PATH="/usr/bin:/bin")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert open(log).read() == before, "the kernels were built again"
