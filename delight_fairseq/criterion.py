@@ -49,12 +49,20 @@ def _upcast(logits: Tensor) -> Tensor:
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
     """Summed label-smoothed loss and nll, and the number of tokens whose
-    arg-max is the target, from N x V logits. On the CPU in float32 or float64
-    the passes over the logits run in the fused kernel (csrc/cross_entropy.cpp),
-    elsewhere in eager ops; both compute the per-row numbers below."""
+    arg-max is the target (0 unless ``accuracy``), from N x V logits. On the
+    CPU in float32 or float64 the passes over the logits run in the fused
+    kernel (csrc/cross_entropy.cpp), elsewhere in eager ops; both compute the
+    per-row numbers below."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, epsilon: float, ignore_index: int):
+    def forward(
+        ctx,
+        logits: Tensor,
+        target: Tensor,
+        epsilon: float,
+        ignore_index: int,
+        accuracy: bool = True,
+    ):
         z = _upcast(logits)
         vocab = z.size(-1)
         keep = target.ne(ignore_index)
@@ -68,12 +76,15 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
             safe_target = target.masked_fill(~keep, 0)
             z_target = z.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)
             z_sum = z.sum(-1)
-            argmax = z.argmax(-1)
+            argmax = z.argmax(-1) if accuracy else None  # the kernel's costs nothing
         nll = ((lse - z_target) * keep).sum()
         smooth = ((vocab * lse - z_sum) * keep).sum()
         eps_i = epsilon / (vocab - 1)
         loss = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
-        correct = (argmax.eq(target) & keep).sum()
+        if accuracy:
+            correct = (argmax.eq(target) & keep).sum()
+        else:
+            correct = torch.zeros((), dtype=torch.long, device=target.device)
         ctx.save_for_backward(logits, lse, target)
         ctx.epsilon, ctx.ignore_index = epsilon, ignore_index
         ctx.mark_non_differentiable(correct)
@@ -93,7 +104,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
             grad = fused.load().cross_entropy_backward(
                 z, target, lse, ctx.ignore_index, float(a), float(b)
             )
-            return grad.to(logits.dtype), None, None, None
+            return grad.to(logits.dtype), None, None, None, None
         keep = target.ne(ctx.ignore_index)
         grad = (z - lse.unsqueeze(-1)).exp_()  # the one N x V tensor
         grad.mul_(a + b * vocab).sub_(b)
@@ -103,21 +114,25 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
             (-a).expand(target.size()).unsqueeze(-1),
         )
         grad.mul_(keep.unsqueeze(-1).to(grad.dtype))
-        return grad.to(logits.dtype), None, None, None
+        return grad.to(logits.dtype), None, None, None, None
 
 
 def smoothed_cross_entropy(
     logits: Tensor, target: Tensor, epsilon: float, ignore_index: int
 ):
     """(loss, nll_loss) summed over tokens; logits N x V, target N."""
-    loss, nll, _ = _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index)
+    loss, nll, _ = _SmoothedCrossEntropy.apply(
+        logits, target, epsilon, ignore_index, False
+    )
     return loss, nll
 
 
-def _chunk_loss(features, weight, target, epsilon: float, ignore_index: int):
+def _chunk_loss(
+    features, weight, target, epsilon: float, ignore_index: int, accuracy: bool
+):
     """(loss, nll_loss, n_correct) of one chunk of tokens."""
     logits = torch.nn.functional.linear(features, weight)
-    return _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index)
+    return _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index, accuracy)
 
 
 def chunked_cross_entropy(
@@ -127,10 +142,12 @@ def chunked_cross_entropy(
     epsilon: float,
     ignore_index: int,
     chunk: int,
+    accuracy: bool = True,
 ):
     """(loss, nll_loss, n_correct) summed over tokens from features N x d and the
     output weight V x d, ``chunk`` tokens at a time; the logits of a chunk are
-    recomputed in the backward instead of kept."""
+    recomputed in the backward instead of kept. n_correct is 0 unless
+    ``accuracy``."""
     loss = nll = correct = None
     for start in range(0, features.size(0), chunk):
         args = (features[start : start + chunk], weight, target[start : start + chunk])
@@ -140,11 +157,12 @@ def chunked_cross_entropy(
                 *args,
                 epsilon,
                 ignore_index,
+                accuracy,
                 use_reentrant=False,
                 preserve_rng_state=False,  # nothing random in the output layer
             )
         else:
-            part = _chunk_loss(*args, epsilon, ignore_index)
+            part = _chunk_loss(*args, epsilon, ignore_index, accuracy)
         if loss is None:
             loss, nll, correct = part
         else:
@@ -219,7 +237,7 @@ class DeLighTLabelSmoothedCrossEntropy(LabelSmoothedCrossEntropyCriterion):
             net_output = model(**sample["net_input"])
             logits, target = self._logits_and_target(model, net_output, sample)
             loss, nll_loss, n_correct = _SmoothedCrossEntropy.apply(
-                logits, target, self.eps, self.padding_idx
+                logits, target, self.eps, self.padding_idx, self.report_accuracy
             )
         else:
             return super().forward(model, sample, reduce=reduce)
@@ -259,6 +277,7 @@ class DeLighTLabelSmoothedCrossEntropy(LabelSmoothedCrossEntropyCriterion):
             self.eps,
             self.padding_idx,
             self.loss_chunk_tokens,
+            self.report_accuracy,
         )
         return loss, nll_loss, n_correct, target
 

@@ -353,3 +353,14 @@ def test_kernel_follows_torch_on_nan_and_infinite_rows():
 def test_kernel_rejects_a_target_outside_the_vocabulary():
     with pytest.raises(RuntimeError, match="outside the vocabulary"):
         smoothed_cross_entropy(torch.randn(2, 9), torch.tensor([3, 9]), 0.1, 1)
+
+
+@pytest.mark.parametrize("kernel", ["1", "0"])
+def test_without_accuracy_the_loss_is_unchanged_and_correct_is_0(kernel, monkeypatch):
+    # fairseq's criterion takes no arg-max unless --report-accuracy; nor does ours
+    monkeypatch.setenv("DELIGHT_FUSED_GLT", kernel)
+    z, target = awkward_logits()
+    loss, nll, correct = _SmoothedCrossEntropy.apply(z, target, 0.1, 1, True)
+    loss_, nll_, none = _SmoothedCrossEntropy.apply(z, target, 0.1, 1, False)
+    assert torch.equal(loss, loss_) and torch.equal(nll, nll_)
+    assert int(none) == 0 and int(correct) >= 2
