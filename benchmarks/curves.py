@@ -33,10 +33,20 @@ OUT = multi30k.OUT / "curves"
 DEFAULT_MODELS = ("transformer_256", "delight_d192", "delight_d128")
 # updates per checkpoint: about 4 minutes each (0.8, 1.2 and 1.7 updates/s here)
 EVERY = {"transformer_256": 200, "delight_d192": 300, "delight_d128": 400}
-# a trial saves as often as the model it changes
-EVERY.update({name: EVERY[base] for name, (base, _) in multi30k.TRIALS.items()})
-# ... but the half-batch trial makes twice the updates per minute
-EVERY["delight_d192_ffn1_clock_fast_b2048"] = 2 * EVERY["delight_d192"]
+
+
+def batch_tokens(model: str) -> int:
+    """Tokens per batch of ``model``'s training command (COMMON, then its flags)."""
+    flags = [*multi30k.COMMON, *multi30k.MODELS[model]]
+    return int(flags[max(i for i, f in enumerate(flags) if f == "--max-tokens") + 1])
+
+
+# a trial saves as often in minutes as the model it changes: with half its batch,
+# every twice as many updates
+EVERY.update(
+    {name: EVERY[base] * batch_tokens(base) // batch_tokens(name)
+     for name, (base, _) in multi30k.TRIALS.items()}
+)  # fmt: skip
 AVERAGE_LAST = 3
 # tune.py found the best length penalty at the top of its grid: look further here
 LENPENS = (*multi30k.LENPENS, 3.0)

@@ -387,6 +387,11 @@ def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curv
 
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.multi30k.MODELS)
+    trials = curves.multi30k.TRIALS
+    half = "delight_d192_ffn1_clock_fast_b2048"
+    assert curves.EVERY[half] == 2 * curves.EVERY["delight_d192"]
+    for name in set(trials) - {half}:
+        assert curves.EVERY[name] == curves.EVERY[trials[name][0]], name
 
 
 def test_no_model_but_the_schedule_trials_overrides_common(curves):
