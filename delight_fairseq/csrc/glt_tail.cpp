@@ -22,7 +22,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "rows.h"
@@ -32,7 +31,6 @@ namespace {
 constexpr double kEps = 1e-5;
 // fixed chunking: the parameter gradients sum the same way on any thread count
 constexpr int64_t kChunks = 16;
-
 
 // one token's g x m block, transposed to m x g, with a compile-time g so that
 // the inner loop unrolls into contiguous stores
