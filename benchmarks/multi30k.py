@@ -300,6 +300,14 @@ TRIALS["delight_d192_ffn1_clock_fast_e6d2"] = (
     TRIALS["delight_d192_ffn1_clock_fast"][1]
     + ["--delight-enc-layers", "6", "--delight-dec-layers", "2"],
 )
+# the fifteenth trial with pre-norm blocks (off the paper, which is post-norm; fairseq's
+# --encoder-normalize-before and --decoder-normalize-before): each sublayer normalizes
+# its input, and each side ends with one more LayerNorm
+TRIALS["delight_d192_ffn1_clock_fast_prenorm"] = (
+    "delight_d192",
+    TRIALS["delight_d192_ffn1_clock_fast"][1]
+    + ["--encoder-normalize-before", "--decoder-normalize-before"],
+)
 # what the transformer at d 172 makes in 60 minutes here: a 2.5-minute probe of it
 # alone (1.01 updates/s) times 0.95, as FFN1_D192_HOUR; its runs made 3,364 and 3,459
 T172_HOUR = 3_500
@@ -343,20 +351,10 @@ def train(
     ]  # fmt: skip
     logger.info("training %s for %s min (seed %d)", save_dir, minutes, seed)
     start = time.time()
+    # user and system CPU seconds, wall seconds, peak RSS (KiB, last)
+    timing = ["/usr/bin/time", "-f", "%U %S %e %M", "-o", str(save_dir / "rss_kb")]
     with open(save_dir / "train.log", "w") as log:
-        proc = subprocess.run(
-            # user and system CPU seconds, wall seconds, peak RSS (KiB, last)
-            [
-                "/usr/bin/time",
-                "-f",
-                "%U %S %e %M",
-                "-o",
-                str(save_dir / "rss_kb"),
-                *cmd,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.run([*timing, *cmd], stdout=log, stderr=subprocess.STDOUT)
     if not (save_dir / "checkpoint_last.pt").exists():
         raise RuntimeError(f"training failed (rc {proc.returncode}): see {log.name}")
     user, system, wall, rss_kb = (save_dir / "rss_kb").read_text().split()[-4:]

@@ -8,7 +8,8 @@ the transformer's table width at d_m 128, the FFN trial FFNs as wide as d_m
 most half the transformer's parameters; the combined FFN trial changes only the FFN
 trial's label smoothing, the weight decay trial only its weight decay, and the clock
 trial only its scheduler (wallclock_cosine), and the fast clock trial only its
-dropout masks; the size-matched transformer is the annealed transformer narrowed
+dropout masks, the half-batch trial only the fast clock trial's batch, and the
+shallow-decoder trial only its blocks per side; the size-matched transformer is the annealed transformer narrowed
 to the FFN trial's size."""
 
 import pytest
@@ -360,6 +361,36 @@ def test_the_half_batch_trial_changes_only_the_batch(curves):
     }
 
 
+def test_the_shallow_decoder_trial_moves_two_decoder_blocks_to_the_encoder(curves):
+    trial = "delight_d192_ffn1_clock_fast_e6d2"
+    assert shared_changes(curves, trial, base="delight_d192_ffn1_clock_fast") == {
+        "delight_enc_layers": (4, 6), "delight_dec_layers": (4, 2),
+    }  # fmt: skip
+    vocab = 6_008
+    model = built(curves, trial, vocab)
+    # block-wise scaling over each side's own blocks: depths floor(linspace(3, 6, B))
+    # (DELIGHT.md section 5), 3 3 4 4 5 6 for the encoder's 6 and 3 6 for the
+    # decoder's 2
+    depths = [[len(layer.dextra.glt_layers) for layer in side.layers]
+              for side in (model.encoder, model.decoder)]  # fmt: skip
+    assert depths == [[3, 3, 4, 4, 5, 6], [3, 6]]
+    assert n_params(model) <= n_params(built(curves, "transformer_256", vocab)) / 2
+
+
+def test_the_pre_norm_trial_normalizes_the_fast_clock_trials_inputs(curves):
+    trial, base = "delight_d192_ffn1_clock_fast_prenorm", "delight_d192_ffn1_clock_fast"
+    assert shared_changes(curves, trial, base=base) == {
+        "encoder_normalize_before": (False, True),
+        "decoder_normalize_before": (False, True),
+    }
+    vocab = 6_008
+    model, post = built(curves, trial, vocab), built(curves, base, vocab)
+    for layer in [*model.encoder.layers, *model.decoder.layers]:
+        assert layer.self_attn_norm.normalize_before and layer.ffn_norm.normalize_before
+    # one more LayerNorm of d_m at the end of each side (2 x 192 each)
+    assert n_params(model) == n_params(post) + 2 * 2 * 192
+
+
 def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curves):
     trial = "transformer_172_cosine"
     hours = curves.multi30k.T256_HOUR, curves.multi30k.T172_HOUR
@@ -417,6 +448,8 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_clock",
         "delight_d192_ffn1_clock_fast",
         "delight_d192_ffn1_clock_fast_b2048",
+        "delight_d192_ffn1_clock_fast_e6d2",
+        "delight_d192_ffn1_clock_fast_prenorm",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
