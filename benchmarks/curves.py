@@ -13,7 +13,8 @@ each checkpoint is scored: validation and test_2016_flickr BLEU, beam 5, at the
 length penalty that is best on validation for the last checkpoint; and the
 average of the last three checkpoints. Each budget has its own folder and figure:
 benchmarks/out/curves/<M>min/<model>/seed<S>/, .../<M>min/curves.json, and
-benchmarks/curves_<M>min.png, with a table of the seeds and their means in
+benchmarks/curves_<M>min.png, with a table of the seeds, their candidates (the end or
+the average, whichever scores higher on validation) and their means in
 .../<M>min/summary.md. A model's run starts afresh (its old folder is
 removed), and its result is merged into that budget's curves.json, so models can
 run one at a time. Run it alone: every model gets the same wall clock.
@@ -201,28 +202,45 @@ def plot(results: dict, minutes: float, path: Path):
     fig.savefig(path, dpi=110)
 
 
+def candidate(run: dict) -> tuple:
+    """(which, test BLEU) of a run's candidate: the end of the budget or the average
+    of its last checkpoints, whichever scores higher on validation (the end on a
+    tie). The test score is read only after this choice."""
+    end, average = run["points"][-1], run["average"]
+    if average["valid_bleu"] > end["valid_bleu"]:
+        return "average", average["test_bleu"]
+    return "end", end["test_bleu"]
+
+
 def summary(results: dict) -> str:
     """A Markdown table: per model, each seed's end-of-budget and averaged test
-    BLEU, and their means over the seeds."""
+    BLEU, and its candidate's (chosen on validation), with their means over the
+    seeds."""
     by_model = {}
     for r in results.values():
         by_model.setdefault(r["model"], []).append(r)
     lines = [
         "| model | params | seeds | updates | end of budget: test | mean | "
-        "average of last 3: test | mean |",
-        "|---|---|---|---|---|---|---|---|",
+        "average of last 3: test | mean | candidate: test | mean |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def cells(scores):
+        listed = " / ".join(f"{b:.2f}" for b in scores)
+        return f"{listed} | {sum(scores) / len(scores):.2f}"
+
     for model, runs in sorted(by_model.items()):
         runs.sort(key=lambda r: r["seed"])
-        ends = [r["points"][-1]["test_bleu"] for r in runs]
-        avgs = [r["average"]["test_bleu"] for r in runs]
+        picks = [candidate(r) for r in runs]
         updates = [r["points"][-1]["updates"] for r in runs]
         lines.append(
             f"| {model} | {runs[0]['params']:,} "
             f"| {', '.join(str(r['seed']) for r in runs)} "
             f"| {', '.join(f'{u:,}' for u in updates)} "
-            f"| {' / '.join(f'{b:.2f}' for b in ends)} | {sum(ends) / len(ends):.2f} "
-            f"| {' / '.join(f'{b:.2f}' for b in avgs)} | {sum(avgs) / len(avgs):.2f} |"
+            f"| {cells([r['points'][-1]['test_bleu'] for r in runs])} "
+            f"| {cells([r['average']['test_bleu'] for r in runs])} "
+            f"| {' / '.join(f'{b:.2f} ({which})' for which, b in picks)} "
+            f"| {sum(b for _, b in picks) / len(picks):.2f} |"
         )
     return "\n".join(lines) + "\n"
 

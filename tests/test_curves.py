@@ -9,7 +9,8 @@ most half the transformer's parameters; the combined FFN trial changes only the 
 trial's label smoothing, the weight decay trial only its weight decay, and the clock
 trial only its scheduler (wallclock_cosine), and the fast clock trial only its
 dropout masks, the half-batch trial only the fast clock trial's batch, and the
-shallow-decoder trial only its blocks per side; the size-matched transformer is the annealed transformer narrowed
+shallow-decoder trial only its blocks per side, and the pre-norm trial only where
+its blocks normalize; the size-matched transformer is the annealed transformer narrowed
 to the FFN trial's size."""
 
 import pytest
@@ -22,8 +23,10 @@ def curves():
     return load_benchmark("curves")
 
 
-def run(model, seed, params, ends, average):
-    """A curves.json entry with the fields the report reads."""
+def run(model, seed, params, ends, average, average_valid=None):
+    """A curves.json entry with the fields the report reads; each point and the
+    average score 1 BLEU higher on validation than on test unless
+    ``average_valid`` says otherwise."""
     return {
         "model": model,
         "seed": seed,
@@ -37,12 +40,18 @@ def run(model, seed, params, ends, average):
             }
             for i, b in enumerate(ends)
         ],
-        "average": {"test_bleu": average},
+        "average": {
+            "test_bleu": average,
+            "valid_bleu": average + 1 if average_valid is None else average_valid,
+        },
     }
 
 
 RESULTS = {
-    "transformer_256 seed2": run("transformer_256", 2, 7_070_000, [30.0, 41.0], 40.5),
+    # the average (42.5 on validation) beats the end (42.0): it is the candidate
+    "transformer_256 seed2": run(
+        "transformer_256", 2, 7_070_000, [30.0, 41.0], 40.5, average_valid=42.5
+    ),
     "delight_d128 seed1": run("delight_d128", 1, 1_910_000, [33.0, 39.38], 39.05),
     "transformer_256 seed1": run("transformer_256", 1, 7_070_000, [35.0, 41.54], 40.31),
 }
@@ -54,10 +63,21 @@ def test_summary_groups_seeds_and_takes_their_means(curves):
     delight, transformer = rows[2], rows[3]
     cells = [c.strip() for c in transformer.strip("|").split("|")]
     # seeds in order; the last point of each run; (41.54 + 41.0) / 2, (40.31 + 40.5) / 2
+    # the candidates: seed 1's end (42.54 on validation against 41.31), seed 2's
+    # average (42.5 against 42.0); (41.54 + 40.5) / 2
     assert cells == ["transformer_256", "7,070,000", "1, 2", "2,000, 2,000",
-                     "41.54 / 41.00", "41.27", "40.31 / 40.50", "40.41"]  # fmt: skip
+                     "41.54 / 41.00", "41.27", "40.31 / 40.50", "40.41",
+                     "41.54 (end) / 40.50 (average)", "41.02"]  # fmt: skip
     cells = [c.strip() for c in delight.strip("|").split("|")]
-    assert cells[2:] == ["1", "2,000", "39.38", "39.38", "39.05", "39.05"]
+    assert cells[2:] == ["1", "2,000", "39.38", "39.38", "39.05", "39.05",
+                         "39.38 (end)", "39.38"]  # fmt: skip
+
+
+def test_a_tie_on_validation_keeps_the_end_of_the_budget(curves):
+    tied = run("delight_d192", 1, 3_070_000, [38.0, 40.0], 40.4, average_valid=41.0)
+    assert curves.candidate(tied) == ("end", 40.0)
+    ahead = run("delight_d192", 1, 3_070_000, [38.0, 40.0], 40.4, average_valid=41.01)
+    assert curves.candidate(ahead) == ("average", 40.4)
 
 
 def test_the_figure_draws_every_run(curves, tmp_path):
