@@ -39,7 +39,7 @@ EVERY = {"transformer_256": 200, "delight_d192": 300, "delight_d128": 400}
 def batch_tokens(model: str) -> int:
     """Tokens per batch of ``model``'s training command (COMMON, then its flags)."""
     flags = [*multi30k.COMMON, *multi30k.MODELS[model]]
-    return int(flags[max(i for i, f in enumerate(flags) if f == "--max-tokens") + 1])
+    return int(multi30k.flag_value(flags, "--max-tokens"))
 
 
 # a trial saves as often in minutes as the model it changes: with half its batch,

@@ -99,13 +99,17 @@ MODELS: Dict[str, List[str]] = {
 }
 
 
+def flag_value(flags: Sequence[str], flag: str) -> str:
+    """The value of ``flag`` in a command line: its last one, as argparse reads it."""
+    return flags[max(i for i, f in enumerate(flags) if f == flag) + 1]
+
+
 def annealing(flags: List[str], updates: int) -> List[str]:
     """The flags that replace inverse_sqrt's decay in ``flags`` by one cosine
     period: the same warmup and peak LR, then down to 0 at ``updates`` plus a 3 %
     margin (so that a run a little faster than ``updates`` does not start a second
     period). ``updates``: what the model makes in the budget alone (its runs' mean)."""
-    last = max(i for i, flag in enumerate(flags) if flag == "--warmup-updates")
-    period = round(updates * 1.03) - int(flags[last + 1])
+    period = round(updates * 1.03) - int(flag_value(flags, "--warmup-updates"))
     return ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
 
 
