@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multi30k  # noqa: E402
 import scoring  # noqa: E402
+import trials  # noqa: E402
 
 OUT = multi30k.OUT / "curves"
 DEFAULT_MODELS = ("transformer_256", "delight_d192", "delight_d128")
@@ -38,7 +39,7 @@ EVERY = {"transformer_256": 200, "delight_d192": 300, "delight_d128": 400}
 
 def batch_tokens(model: str) -> int:
     """Tokens per batch of ``model``'s training command (COMMON, then its flags)."""
-    flags = [*multi30k.COMMON, *multi30k.MODELS[model]]
+    flags = [*multi30k.COMMON, *trials.ALL_MODELS[model]]
     return int(multi30k.flag_value(flags, "--max-tokens"))
 
 
@@ -46,7 +47,7 @@ def batch_tokens(model: str) -> int:
 # every twice as many updates
 EVERY.update(
     {name: EVERY[base] * batch_tokens(base) // batch_tokens(name)
-     for name, (base, _) in multi30k.TRIALS.items()}
+     for name, (base, _) in trials.TRIALS.items()}
 )  # fmt: skip
 AVERAGE_LAST = 3
 # tune.py found the best length penalty at the top of its grid: look further here
@@ -109,7 +110,7 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
             multi30k.logger.info("removing the earlier run in %s", folder)
             shutil.rmtree(folder)
         run = multi30k.train(
-            multi30k.MODELS[model],
+            trials.ALL_MODELS[model],
             folder,
             minutes,
             seed,
@@ -146,7 +147,7 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
         "model": model,
         "seed": seed,
         "minutes": minutes,
-        "flags": multi30k.MODELS[model],
+        "flags": trials.ALL_MODELS[model],
         "every": every,
         **train_log_facts((folder / "train.log").read_text()),
         **run,
@@ -256,8 +257,8 @@ def main(argv=None):
         "--models",
         nargs="*",
         default=list(DEFAULT_MODELS),
-        choices=sorted(multi30k.MODELS),
-        help="default: %(default)s; the others are trials (multi30k.TRIALS)",
+        choices=sorted(trials.ALL_MODELS),
+        help="default: %(default)s; the others are trials (trials.TRIALS)",
     )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
@@ -265,7 +266,7 @@ def main(argv=None):
         action="store_true",
         help="score the models' existing runs again (no training)",
     )
-    args = multi30k.parse_args(parser, argv)
+    args = multi30k.parse_args(parser, argv, trials.ALL_MODELS)
     budget_dir(args.minutes).mkdir(parents=True, exist_ok=True)
     results_file = budget_dir(args.minutes) / "curves.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}

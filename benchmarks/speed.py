@@ -90,14 +90,16 @@ def shootout_models() -> dict:
     the 7 M transformer and DeLighT at about 1/2 and 1/4 of its parameters."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import multi30k
+    import trials
 
+    trial = "delight_d192_reg"
     return {
         "shoot-out transformer 3+3 x 256": multi30k.MODELS["transformer_256"]
         + ["--share-all-embeddings"],
         "shoot-out delight d_m 192": multi30k.MODELS["delight_d192"],
         "shoot-out delight d_m 128": multi30k.MODELS["delight_d128"],
         # the 60-minute dropout trial: the first shoot-out's dropouts at d_m 192
-        "shoot-out delight d_m 192, more dropout": multi30k.MODELS["delight_d192_reg"],
+        "shoot-out delight d_m 192, more dropout": trials.ALL_MODELS[trial],
     }
 
 

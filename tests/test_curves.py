@@ -98,7 +98,7 @@ def test_the_figure_draws_more_models_than_its_palette_has_colours(curves, tmp_p
 
 def parsed(curves, model):
     """fairseq's namespace for ``model``'s training command (COMMON, then its flags)."""
-    return train_namespace([*curves.multi30k.COMMON, *curves.multi30k.MODELS[model]])
+    return train_namespace([*curves.multi30k.COMMON, *curves.trials.ALL_MODELS[model]])
 
 
 def changed(curves, model, trial):
@@ -167,7 +167,7 @@ def test_the_combined_trial_is_the_dropout_trial_annealed_with_fast_dropout(curv
     assert differ == {"lr_scheduler"} and trial.lr_scheduler == "cosine"
     # a store_true flag is in fairseq's namespace only when given
     assert trial.delight_fast_dropout and not hasattr(reg, "delight_fast_dropout")
-    hour = curves.multi30k.REG_FAST_UPDATES
+    hour = curves.trials.REG_FAST_UPDATES
     warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
     assert warmup == pytest.approx(0.003)
     assert end < 0.003 * 0.01 and faster < 0.003 * 0.01
@@ -185,7 +185,7 @@ def test_the_lr_and_smoothing_trials_change_one_setting_of_the_schedule_trial(
     shared = vars(cosine).keys() & vars(trial).keys()
     assert {k for k in shared if vars(cosine)[k] != vars(trial)[k]} == {setting}
     assert getattr(trial, setting) == value
-    peak, hour = trial.lr[0], curves.multi30k.D192_HOUR
+    peak, hour = trial.lr[0], curves.trials.D192_HOUR
     warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
     assert warmup == pytest.approx(peak)
     assert end < peak * 0.01 and faster < peak * 0.01
@@ -228,7 +228,7 @@ def test_the_paper_shape_trial_is_the_published_preset_at_d_m_128(curves):
         "lr_scheduler": ("inverse_sqrt", "cosine"),
     }  # fmt: skip
     anneals_within(
-        parsed(curves, "delight_d128_paper_cosine"), curves.multi30k.PAPER_D128_HOUR
+        parsed(curves, "delight_d128_paper_cosine"), curves.trials.PAPER_D128_HOUR
     )
     # DELIGHT.md section 6: the preset at d_m 128 has 2,496,224 parameters besides
     # its 128-wide table; Multi30k's joined dictionary has 6,008 entries
@@ -244,7 +244,7 @@ def test_the_table_trial_widens_only_the_table_and_the_output_space(curves):
         "lr_scheduler": ("inverse_sqrt", "cosine"),
     }  # fmt: skip
     anneals_within(
-        parsed(curves, "delight_d128_map256_cosine"), curves.multi30k.MAP256_D128_HOUR
+        parsed(curves, "delight_d128_map256_cosine"), curves.trials.MAP256_D128_HOUR
     )
     # the transformer's table width: V x 256, and the decoder projects d_m 128 up to
     # it before the tied softmax (DELIGHT.md section 4)
@@ -262,7 +262,7 @@ def test_the_ffn_trial_widens_only_the_light_ffns_of_d_m_192(curves):
         "delight_enc_ffn_red": (4, 1), "delight_dec_ffn_red": (4, 1),
         "lr_scheduler": ("inverse_sqrt", "cosine"),
     }  # fmt: skip
-    anneals_within(parsed(curves, trial), curves.multi30k.FFN1_D192_HOUR)
+    anneals_within(parsed(curves, trial), curves.trials.FFN1_D192_HOUR)
     # each of the 4 + 4 blocks' FFNs, Linear(d, d/r) and Linear(d/r, d) with biases,
     # grows from a hidden width of 48 to 192; nothing else changes
     d, vocab = 192, 6_008
@@ -285,7 +285,7 @@ def test_the_d_m_208_trial_pays_for_wider_blocks_with_width_multiplier_1(curves)
         "delight_enc_ffn_red": (4, 1), "delight_dec_ffn_red": (4, 1),
         "lr_scheduler": ("inverse_sqrt", "cosine"),
     }  # fmt: skip
-    anneals_within(parsed(curves, trial), curves.multi30k.D208_W1_FFN1_HOUR)
+    anneals_within(parsed(curves, trial), curves.trials.D208_W1_FFN1_HOUR)
     vocab = 6_008
     model = built(curves, trial, vocab)
     for layers in (model.encoder.layers, model.decoder.layers):
@@ -316,19 +316,19 @@ def test_the_dropout_ffn_trial_doubles_the_ffn_trials_block_and_ffn_dropout(curv
         "dropout": (0.1, 0.2),
         "ffn_dropout": (0.1, 0.2),
         "lr_period_updates": (
-            round(1.03 * curves.multi30k.FFN1_D192_HOUR) - 400,
-            round(1.03 * curves.multi30k.FFN1_REG_D192_HOUR) - 400,
+            round(1.03 * curves.trials.FFN1_D192_HOUR) - 400,
+            round(1.03 * curves.trials.FFN1_REG_D192_HOUR) - 400,
         ),
     }
     namespace = parsed(curves, trial)
     assert namespace.delight_fast_dropout
     assert (namespace.attention_dropout, namespace.delight_dropout) == (0.0, 0.0)
-    anneals_within(namespace, curves.multi30k.FFN1_REG_D192_HOUR)
+    anneals_within(namespace, curves.trials.FFN1_REG_D192_HOUR)
 
 
 def test_the_heads_trial_splits_only_the_ffn_trials_attention(curves):
     trial = "delight_d192_ffn1_heads4_cosine"
-    hours = curves.multi30k.FFN1_D192_HOUR, curves.multi30k.FFN1_HEADS4_D192_HOUR
+    hours = curves.trials.FFN1_D192_HOUR, curves.trials.FFN1_HEADS4_D192_HOUR
     assert shared_changes(curves, trial, base="delight_d192_ffn1_cosine") == {
         "delight_attention_heads": (1, 4),
         "lr_period_updates": tuple(round(1.03 * hour) - 400 for hour in hours),
@@ -349,7 +349,7 @@ def test_the_weight_decay_trial_adds_only_decay_to_the_ffn_trial(curves):
     assert shared_changes(curves, trial, base="delight_d192_ffn1_cosine") == {
         "weight_decay": (0.0, 0.01),
     }
-    anneals_within(parsed(curves, trial), curves.multi30k.FFN1_D192_HOUR)
+    anneals_within(parsed(curves, trial), curves.trials.FFN1_D192_HOUR)
 
 
 def test_the_clock_trial_anneals_the_ffn_trial_over_the_hours_wall_clock(curves):
@@ -411,9 +411,21 @@ def test_the_pre_norm_trial_normalizes_the_fast_clock_trials_inputs(curves):
     assert n_params(model) == n_params(post) + 2 * 2 * 192
 
 
+def test_the_high_lr_pre_norm_trial_changes_only_the_peak(curves):
+    trial, base = (
+        "delight_d192_ffn1_clock_fast_prenorm_lr5",
+        "delight_d192_ffn1_clock_fast_prenorm",
+    )
+    assert shared_changes(curves, trial, base=base) == {"lr": ([0.003], [0.005])}
+    # the same wall-clock schedule and warmup (400 updates), up to the higher peak
+    namespace = parsed(curves, trial)
+    assert namespace.lr_scheduler == "wallclock_cosine"
+    assert namespace.warmup_updates == 400
+
+
 def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curves):
     trial = "transformer_172_cosine"
-    hours = curves.multi30k.T256_HOUR, curves.multi30k.T172_HOUR
+    hours = curves.trials.T256_HOUR, curves.trials.T172_HOUR
     assert shared_changes(curves, trial, base="transformer_256_cosine") == {
         "encoder_embed_dim": (256, 172), "decoder_embed_dim": (256, 172),
         "encoder_ffn_embed_dim": (1024, 688), "decoder_ffn_embed_dim": (1024, 688),
@@ -436,9 +448,19 @@ def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(curv
     assert abs(expected / delight - 1) < 0.01
 
 
+def test_the_shootout_models_are_the_three_and_the_trials_are_apart(curves):
+    # shootout.py trains every model of multi30k.MODELS by default: two DeLighT sizes
+    # and the transformer, not the trials (23 models x 2 seeds before they moved)
+    shootout = set(curves.multi30k.MODELS)
+    assert shootout == set(curves.DEFAULT_MODELS)
+    assert shootout == {"transformer_256", "delight_d192", "delight_d128"}
+    assert not shootout & set(curves.trials.TRIALS)
+    assert set(curves.trials.ALL_MODELS) == shootout | set(curves.trials.TRIALS)
+
+
 def test_every_model_has_a_checkpoint_interval(curves):
-    assert set(curves.EVERY) == set(curves.multi30k.MODELS)
-    trials = curves.multi30k.TRIALS
+    assert set(curves.EVERY) == set(curves.trials.ALL_MODELS)
+    trials = curves.trials.TRIALS
     half = "delight_d192_ffn1_clock_fast_b2048"
     assert curves.EVERY[half] == 2 * curves.EVERY["delight_d192"]
     for name in set(trials) - {half}:
@@ -448,8 +470,8 @@ def test_every_model_has_a_checkpoint_interval(curves):
 def test_no_model_but_the_schedule_trials_overrides_common(curves):
     # the models' flags come after COMMON on the command line; before the schedule
     # trial they came first, and every earlier run must parse as it did then
-    common, models = curves.multi30k.COMMON, curves.multi30k.MODELS
-    schedules = {n for n, (_, extra) in curves.multi30k.TRIALS.items()
+    common, models = curves.multi30k.COMMON, curves.trials.ALL_MODELS
+    schedules = {n for n, (_, extra) in curves.trials.TRIALS.items()
                  if "--lr-scheduler" in extra}  # fmt: skip
     assert schedules == {
         "delight_d192_cosine",
@@ -470,6 +492,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_clock_fast_b2048",
         "delight_d192_ffn1_clock_fast_e6d2",
         "delight_d192_ffn1_clock_fast_prenorm",
+        "delight_d192_ffn1_clock_fast_prenorm_lr5",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
