@@ -226,13 +226,16 @@ def summary(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def cells(scores):
-        listed = " / ".join(f"{b:.2f}" for b in scores)
-        return f"{listed} | {sum(scores) / len(scores):.2f}"
+    def cells(scores, labels=None):
+        """The seeds' scores (each with its label, if any), then their mean."""
+        texts = [f"{b:.2f}" for b in scores]
+        if labels:
+            texts = [f"{text} ({label})" for text, label in zip(texts, labels)]
+        return f"{' / '.join(texts)} | {sum(scores) / len(scores):.2f}"
 
     for model, runs in sorted(by_model.items()):
         runs.sort(key=lambda r: r["seed"])
-        picks = [candidate(r) for r in runs]
+        which, picked = zip(*(candidate(r) for r in runs))
         updates = [r["points"][-1]["updates"] for r in runs]
         lines.append(
             f"| {model} | {runs[0]['params']:,} "
@@ -240,8 +243,7 @@ def summary(results: dict) -> str:
             f"| {', '.join(f'{u:,}' for u in updates)} "
             f"| {cells([r['points'][-1]['test_bleu'] for r in runs])} "
             f"| {cells([r['average']['test_bleu'] for r in runs])} "
-            f"| {' / '.join(f'{b:.2f} ({which})' for which, b in picks)} "
-            f"| {sum(b for _, b in picks) / len(picks):.2f} |"
+            f"| {cells(picked, which)} |"
         )
     return "\n".join(lines) + "\n"
 

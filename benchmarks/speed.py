@@ -89,17 +89,15 @@ def shootout_models() -> dict:
     """The Multi30k shoot-out's models with their recipes (benchmarks/multi30k.py):
     the 7 M transformer and DeLighT at about 1/2 and 1/4 of its parameters."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import multi30k
-    import trials
+    from trials import ALL_MODELS
 
-    trial = "delight_d192_reg"
     return {
-        "shoot-out transformer 3+3 x 256": multi30k.MODELS["transformer_256"]
+        "shoot-out transformer 3+3 x 256": ALL_MODELS["transformer_256"]
         + ["--share-all-embeddings"],
-        "shoot-out delight d_m 192": multi30k.MODELS["delight_d192"],
-        "shoot-out delight d_m 128": multi30k.MODELS["delight_d128"],
+        "shoot-out delight d_m 192": ALL_MODELS["delight_d192"],
+        "shoot-out delight d_m 128": ALL_MODELS["delight_d128"],
         # the 60-minute dropout trial: the first shoot-out's dropouts at d_m 192
-        "shoot-out delight d_m 192, more dropout": trials.ALL_MODELS[trial],
+        "shoot-out delight d_m 192, more dropout": ALL_MODELS["delight_d192_reg"],
     }
 
 
