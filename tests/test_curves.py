@@ -467,6 +467,19 @@ def test_every_model_has_a_checkpoint_interval(curves):
         assert curves.EVERY[name] == curves.EVERY[trials[name][0]], name
 
 
+def test_the_regularized_pre_norm_trial_changes_only_two_dropouts(curves):
+    trial, base = (
+        "delight_d192_ffn1_clock_fast_prenorm_reg",
+        "delight_d192_ffn1_clock_fast_prenorm",
+    )
+    assert shared_changes(curves, trial, base=base) == {
+        "dropout": (0.1, 0.2), "ffn_dropout": (0.1, 0.2),
+    }  # fmt: skip
+    namespace = parsed(curves, trial)
+    assert namespace.encoder_normalize_before and namespace.delight_fast_dropout
+    assert (namespace.attention_dropout, namespace.delight_dropout) == (0.0, 0.0)
+
+
 def test_no_model_but_the_schedule_trials_overrides_common(curves):
     # the models' flags come after COMMON on the command line; before the schedule
     # trial they came first, and every earlier run must parse as it did then
@@ -493,6 +506,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(curves):
         "delight_d192_ffn1_clock_fast_e6d2",
         "delight_d192_ffn1_clock_fast_prenorm",
         "delight_d192_ffn1_clock_fast_prenorm_lr5",
+        "delight_d192_ffn1_clock_fast_prenorm_reg",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
