@@ -240,6 +240,18 @@ TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"] = (
     TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1]
     + ["--dropout", "0.2", "--ffn-dropout", "0.2"],
 )
+# what the eighteenth trial's seeds made in their hours (2,904 and 3,038 updates)
+PRENORM_HOUR = 2_970
+# the twentieth trial for PRENORM_HOUR updates instead of the hour, its LR annealed to
+# 0 over them: a normal hour's updates when this CPU runs slower than on the days of
+# the other trials (run it with a budget above 60 minutes; dropout changes no step's
+# work, so on a normal day the hour gives it as many updates as its base)
+TRIALS["delight_d192_ffn1_fast_prenorm_reg_updates"] = (
+    "delight_d192",
+    TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"][1]
+    + ["--lr-scheduler", "cosine", "--lr-period-updates", str(PRENORM_HOUR - 400)]
+    + ["--max-update", str(PRENORM_HOUR)],
+)
 # what the transformer at d 172 makes in 60 minutes here: a 2.5-minute probe of it
 # alone (1.01 updates/s) times 0.95, as FFN1_D192_HOUR; its runs made 3,364 and 3,459
 T172_HOUR = 3_500

@@ -387,6 +387,27 @@ def test_the_regularized_pre_norm_trial_changes_only_two_dropouts(trials):
     assert (namespace.attention_dropout, namespace.delight_dropout) == (0.0, 0.0)
 
 
+def test_the_fixed_update_trial_runs_the_regularized_pre_norm_trial_for_its_hour(
+    trials,
+):
+    trial, base = (
+        "delight_d192_ffn1_fast_prenorm_reg_updates",
+        "delight_d192_ffn1_clock_fast_prenorm_reg",
+    )
+    hour = trials.PRENORM_HOUR
+    assert shared_changes(trials, trial, base=base) == {
+        "lr_scheduler": ("wallclock_cosine", "cosine"),
+        "max_update": (0, hour),
+    }
+    namespace = parsed(trials, trial)
+    assert namespace.lr_period_updates == hour - 400
+    # the same warmup and peak, then about 0 for the last update (the scheduler sets
+    # the LR of update n after update n - 1; fairseq-train stops after update hour)
+    warmup, last = learning_rates(namespace, [400, hour - 1])
+    assert warmup == pytest.approx(0.003) and last < 0.003 * 1e-5
+    assert namespace.dropout == namespace.ffn_dropout == 0.2
+
+
 def test_no_model_but_the_schedule_trials_overrides_common(trials):
     # the models' flags come after COMMON on the command line; before the schedule
     # trial they came first, and every earlier run must parse as it did then
@@ -414,6 +435,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(trials):
         "delight_d192_ffn1_clock_fast_prenorm",
         "delight_d192_ffn1_clock_fast_prenorm_lr5",
         "delight_d192_ffn1_clock_fast_prenorm_reg",
+        "delight_d192_ffn1_fast_prenorm_reg_updates",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
