@@ -16,12 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from multi30k import BASE, MODELS, flag_value, recipe  # noqa: E402
 
 
-def annealing(flags: List[str], updates: int) -> List[str]:
+def annealing(flags: List[str], updates: int, margin: float = 1.03) -> List[str]:
     """The flags that replace inverse_sqrt's decay in ``flags`` by one cosine
-    period: the same warmup and peak LR, then down to 0 at ``updates`` plus a 3 %
-    margin (so that a run a little faster than ``updates`` does not start a second
-    period). ``updates``: what the model makes in the budget alone (its runs' mean)."""
-    period = round(updates * 1.03) - int(flag_value(flags, "--warmup-updates"))
+    period: the same warmup and peak LR, then down to 0 at ``updates`` times
+    ``margin`` (3 % more by default, so that a run a little faster than ``updates``
+    does not start a second period; 1 for a run that stops at ``updates``).
+    ``updates``: what the model makes in the budget alone (its runs' mean)."""
+    period = round(updates * margin) - int(flag_value(flags, "--warmup-updates"))
     return ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
 
 
@@ -249,7 +250,7 @@ PRENORM_HOUR = 2_970
 TRIALS["delight_d192_ffn1_fast_prenorm_reg_updates"] = (
     "delight_d192",
     TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"][1]
-    + ["--lr-scheduler", "cosine", "--lr-period-updates", str(PRENORM_HOUR - 400)]
+    + annealing(MODELS["delight_d192"], PRENORM_HOUR, margin=1.0)
     + ["--max-update", str(PRENORM_HOUR)],
 )
 # what the transformer at d 172 makes in 60 minutes here: a 2.5-minute probe of it
