@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHARED_DATA
+from helpers import SHARED_DATA, load_benchmark
 
 
 @pytest.fixture
@@ -14,3 +14,9 @@ def shared_data() -> Path:
             f"shared corpora not found at {SHARED_DATA} (set DELIGHT_SHARED_DATA)"
         )
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def trials():
+    """benchmarks/trials.py, the 60-minute trials of issue 9."""
+    return load_benchmark("trials")

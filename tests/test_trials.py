@@ -6,33 +6,22 @@ paper-shape trial is the published preset's depths at d_m 128, the table trial t
 transformer's table width at d_m 128, the FFN trial FFNs as wide as d_m 192, and the
 d_m 208 trial those FFNs at d_m 208 with width multiplier 1, each at most half the
 transformer's parameters; the trials on the FFN trial change one setting each (label
-smoothing, dropout, heads, weight decay, the scheduler, dropout masks, batch, blocks
-per side, where blocks normalize, and then the peak LR or the dropout of pre-norm);
-the size-matched transformer is the annealed transformer narrowed to the FFN trial's
-size."""
+smoothing, dropout, heads, weight decay); the size-matched transformer is the
+annealed transformer narrowed to the FFN trial's size. The later trials, from the
+wall-clock schedule on, are in test_trials_clock.py."""
 
 import pytest
 
-from helpers import load_benchmark, make_dictionary, n_params, train_namespace
-
-# every model's data, batch, optimizer and criterion flags (before the model's own)
-COMMON = load_benchmark("multi30k").COMMON
-
-
-@pytest.fixture(scope="module")
-def trials():
-    return load_benchmark("trials")
-
-
-def parsed(trials, model):
-    """fairseq's namespace for ``model``'s training command (COMMON, then its flags)."""
-    return train_namespace([*COMMON, *trials.ALL_MODELS[model]])
-
-
-def changed(trials, model, trial):
-    before, after = vars(parsed(trials, model)), vars(parsed(trials, trial))
-    assert before.keys() == after.keys()
-    return {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+from helpers import n_params, train_namespace
+from trial_helpers import (
+    COMMON,
+    anneals_within,
+    built,
+    changed,
+    learning_rates,
+    parsed,
+    shared_changes,
+)
 
 
 def test_the_delight_trial_changes_only_the_dropouts(trials):
@@ -44,19 +33,6 @@ def test_the_delight_trial_changes_only_the_dropouts(trials):
         "attention_dropout": (0.0, 0.05),
         "delight_dropout": (0.0, 0.05),
     }
-
-
-def learning_rates(namespace, updates):
-    """The LR fairseq's scheduler sets after each of ``updates``."""
-    import torch
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.optim import build_optimizer
-    from fairseq.optim.lr_scheduler import build_lr_scheduler
-
-    cfg = convert_namespace_to_omegaconf(namespace)
-    optimizer = build_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))])
-    scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer)
-    return [scheduler.step_update(n) for n in updates]
 
 
 @pytest.mark.parametrize(
@@ -114,34 +90,6 @@ def test_the_lr_and_smoothing_trials_change_one_setting_of_the_schedule_trial(
     assert {k for k in shared if vars(cosine)[k] != vars(trial)[k]} == {setting}
     assert getattr(trial, setting) == value
     peak, hour = trial.lr[0], trials.D192_HOUR
-    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
-    assert warmup == pytest.approx(peak)
-    assert end < peak * 0.01 and faster < peak * 0.01
-
-
-def built(trials, model, vocab):
-    """``model`` as its training command builds it, on one joined dictionary."""
-    from fairseq.models import ARCH_MODEL_REGISTRY
-
-    from delight_fairseq.builder import DictionaryTask
-
-    ns = parsed(trials, model)
-    dictionary = make_dictionary(vocab)
-    return ARCH_MODEL_REGISTRY[ns.arch].build_model(ns, DictionaryTask(dictionary))
-
-
-def shared_changes(trials, trial, base="delight_d128"):
-    """The settings that ``trial`` changes in ``base``, among those both
-    schedulers' namespaces have."""
-    recipe, changed = parsed(trials, base), parsed(trials, trial)
-    shared = vars(recipe).keys() & vars(changed).keys()
-    return {k: (vars(recipe)[k], vars(changed)[k]) for k in shared
-            if vars(recipe)[k] != vars(changed)[k]}  # fmt: skip
-
-
-def anneals_within(trial, hour):
-    """The peak LR after warmup, and under 1 % of it at ``hour`` and 2.5 % later."""
-    peak = trial.lr[0]
     warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
     assert warmup == pytest.approx(peak)
     assert end < peak * 0.01 and faster < peak * 0.01
@@ -278,77 +226,6 @@ def test_the_weight_decay_trial_adds_only_decay_to_the_ffn_trial(trials):
     anneals_within(parsed(trials, trial), trials.FFN1_D192_HOUR)
 
 
-def test_the_clock_trial_anneals_the_ffn_trial_over_the_hours_wall_clock(trials):
-    trial = "delight_d192_ffn1_clock"
-    assert shared_changes(trials, trial, base="delight_d192_ffn1_cosine") == {
-        "lr_scheduler": ("cosine", "wallclock_cosine"),
-    }
-    namespace = parsed(trials, trial)
-    # the eighth trial's peak and warmup; multi30k.train's --stop-time-hours is
-    # the time the cosine spans
-    assert (namespace.lr, namespace.warmup_updates) == ([0.003], 400)
-
-
-def test_the_fast_clock_trial_changes_only_how_the_clock_trial_draws_dropout(trials):
-    trial = "delight_d192_ffn1_clock_fast"
-    assert shared_changes(trials, trial, base="delight_d192_ffn1_clock") == {}
-    fast, clock = parsed(trials, trial), parsed(trials, "delight_d192_ffn1_clock")
-    # fairseq leaves an unset boolean flag out of the namespace
-    assert vars(fast).keys() - vars(clock).keys() == {"delight_fast_dropout"}
-    assert fast.delight_fast_dropout and not hasattr(clock, "delight_fast_dropout")
-
-
-def test_the_half_batch_trial_changes_only_the_batch(trials):
-    trial = "delight_d192_ffn1_clock_fast_b2048"
-    assert shared_changes(trials, trial, base="delight_d192_ffn1_clock_fast") == {
-        "max_tokens": (4096, 2048),
-        # fairseq sizes validation batches as training's when unset
-        "max_tokens_valid": (4096, 2048),
-    }
-
-
-def test_the_shallow_decoder_trial_moves_two_decoder_blocks_to_the_encoder(trials):
-    trial = "delight_d192_ffn1_clock_fast_e6d2"
-    assert shared_changes(trials, trial, base="delight_d192_ffn1_clock_fast") == {
-        "delight_enc_layers": (4, 6), "delight_dec_layers": (4, 2),
-    }  # fmt: skip
-    vocab = 6_008
-    model = built(trials, trial, vocab)
-    # block-wise scaling over each side's own blocks: depths floor(linspace(3, 6, B))
-    # (DELIGHT.md section 5), 3 3 4 4 5 6 for the encoder's 6 and 3 6 for the
-    # decoder's 2
-    depths = [[len(layer.dextra.glt_layers) for layer in side.layers]
-              for side in (model.encoder, model.decoder)]  # fmt: skip
-    assert depths == [[3, 3, 4, 4, 5, 6], [3, 6]]
-    assert n_params(model) <= n_params(built(trials, "transformer_256", vocab)) / 2
-
-
-def test_the_pre_norm_trial_normalizes_the_fast_clock_trials_inputs(trials):
-    trial, base = "delight_d192_ffn1_clock_fast_prenorm", "delight_d192_ffn1_clock_fast"
-    assert shared_changes(trials, trial, base=base) == {
-        "encoder_normalize_before": (False, True),
-        "decoder_normalize_before": (False, True),
-    }
-    vocab = 6_008
-    model, post = built(trials, trial, vocab), built(trials, base, vocab)
-    for layer in [*model.encoder.layers, *model.decoder.layers]:
-        assert layer.self_attn_norm.normalize_before and layer.ffn_norm.normalize_before
-    # one more LayerNorm of d_m at the end of each side (2 x 192 each)
-    assert n_params(model) == n_params(post) + 2 * 2 * 192
-
-
-def test_the_high_lr_pre_norm_trial_changes_only_the_peak(trials):
-    trial, base = (
-        "delight_d192_ffn1_clock_fast_prenorm_lr5",
-        "delight_d192_ffn1_clock_fast_prenorm",
-    )
-    assert shared_changes(trials, trial, base=base) == {"lr": ([0.003], [0.005])}
-    # the same wall-clock schedule and warmup (400 updates), up to the higher peak
-    namespace = parsed(trials, trial)
-    assert namespace.lr_scheduler == "wallclock_cosine"
-    assert namespace.warmup_updates == 400
-
-
 def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(trials):
     trial = "transformer_172_cosine"
     hours = trials.T256_HOUR, trials.T172_HOUR
@@ -372,40 +249,6 @@ def test_the_size_matched_transformer_narrows_only_the_annealed_transformer(tria
     # within 1 % of the eighth trial's DeLighT, the size it is matched to
     delight = n_params(built(trials, "delight_d192_ffn1_cosine", vocab))
     assert abs(expected / delight - 1) < 0.01
-
-
-def test_the_regularized_pre_norm_trial_changes_only_two_dropouts(trials):
-    trial, base = (
-        "delight_d192_ffn1_clock_fast_prenorm_reg",
-        "delight_d192_ffn1_clock_fast_prenorm",
-    )
-    assert shared_changes(trials, trial, base=base) == {
-        "dropout": (0.1, 0.2), "ffn_dropout": (0.1, 0.2),
-    }  # fmt: skip
-    namespace = parsed(trials, trial)
-    assert namespace.encoder_normalize_before and namespace.delight_fast_dropout
-    assert (namespace.attention_dropout, namespace.delight_dropout) == (0.0, 0.0)
-
-
-def test_the_fixed_update_trial_runs_the_regularized_pre_norm_trial_for_its_hour(
-    trials,
-):
-    trial, base = (
-        "delight_d192_ffn1_fast_prenorm_reg_updates",
-        "delight_d192_ffn1_clock_fast_prenorm_reg",
-    )
-    hour = trials.PRENORM_HOUR
-    assert shared_changes(trials, trial, base=base) == {
-        "lr_scheduler": ("wallclock_cosine", "cosine"),
-        "max_update": (0, hour),
-    }
-    namespace = parsed(trials, trial)
-    assert namespace.lr_period_updates == hour - 400
-    # the same warmup and peak, then about 0 for the last update (the scheduler sets
-    # the LR of update n after update n - 1; fairseq-train stops after update hour)
-    warmup, last = learning_rates(namespace, [400, hour - 1])
-    assert warmup == pytest.approx(0.003) and last < 0.003 * 1e-5
-    assert namespace.dropout == namespace.ffn_dropout == 0.2
 
 
 def test_no_model_but_the_schedule_trials_overrides_common(trials):

@@ -1,0 +1,114 @@
+"""benchmarks/trials.py: the trials from the wall-clock schedule on, each changing
+one setting of the FFN trial's (test_trials.py): the scheduler, how dropout masks are
+drawn, the batch, blocks per side, where blocks normalize; then the peak LR or the
+dropout of pre-norm, and the same for a fixed number of updates."""
+
+import pytest
+
+from helpers import n_params
+from trial_helpers import built, learning_rates, parsed, shared_changes
+
+
+def test_the_clock_trial_anneals_the_ffn_trial_over_the_hours_wall_clock(trials):
+    trial = "delight_d192_ffn1_clock"
+    assert shared_changes(trials, trial, base="delight_d192_ffn1_cosine") == {
+        "lr_scheduler": ("cosine", "wallclock_cosine"),
+    }
+    namespace = parsed(trials, trial)
+    # the eighth trial's peak and warmup; multi30k.train's --stop-time-hours is
+    # the time the cosine spans
+    assert (namespace.lr, namespace.warmup_updates) == ([0.003], 400)
+
+
+def test_the_fast_clock_trial_changes_only_how_the_clock_trial_draws_dropout(trials):
+    trial = "delight_d192_ffn1_clock_fast"
+    assert shared_changes(trials, trial, base="delight_d192_ffn1_clock") == {}
+    fast, clock = parsed(trials, trial), parsed(trials, "delight_d192_ffn1_clock")
+    # fairseq leaves an unset boolean flag out of the namespace
+    assert vars(fast).keys() - vars(clock).keys() == {"delight_fast_dropout"}
+    assert fast.delight_fast_dropout and not hasattr(clock, "delight_fast_dropout")
+
+
+def test_the_half_batch_trial_changes_only_the_batch(trials):
+    trial = "delight_d192_ffn1_clock_fast_b2048"
+    assert shared_changes(trials, trial, base="delight_d192_ffn1_clock_fast") == {
+        "max_tokens": (4096, 2048),
+        # fairseq sizes validation batches as training's when unset
+        "max_tokens_valid": (4096, 2048),
+    }
+
+
+def test_the_shallow_decoder_trial_moves_two_decoder_blocks_to_the_encoder(trials):
+    trial = "delight_d192_ffn1_clock_fast_e6d2"
+    assert shared_changes(trials, trial, base="delight_d192_ffn1_clock_fast") == {
+        "delight_enc_layers": (4, 6), "delight_dec_layers": (4, 2),
+    }  # fmt: skip
+    vocab = 6_008
+    model = built(trials, trial, vocab)
+    # block-wise scaling over each side's own blocks: depths floor(linspace(3, 6, B))
+    # (DELIGHT.md section 5), 3 3 4 4 5 6 for the encoder's 6 and 3 6 for the
+    # decoder's 2
+    depths = [[len(layer.dextra.glt_layers) for layer in side.layers]
+              for side in (model.encoder, model.decoder)]  # fmt: skip
+    assert depths == [[3, 3, 4, 4, 5, 6], [3, 6]]
+    assert n_params(model) <= n_params(built(trials, "transformer_256", vocab)) / 2
+
+
+def test_the_pre_norm_trial_normalizes_the_fast_clock_trials_inputs(trials):
+    trial, base = "delight_d192_ffn1_clock_fast_prenorm", "delight_d192_ffn1_clock_fast"
+    assert shared_changes(trials, trial, base=base) == {
+        "encoder_normalize_before": (False, True),
+        "decoder_normalize_before": (False, True),
+    }
+    vocab = 6_008
+    model, post = built(trials, trial, vocab), built(trials, base, vocab)
+    for layer in [*model.encoder.layers, *model.decoder.layers]:
+        assert layer.self_attn_norm.normalize_before and layer.ffn_norm.normalize_before
+    # one more LayerNorm of d_m at the end of each side (2 x 192 each)
+    assert n_params(model) == n_params(post) + 2 * 2 * 192
+
+
+def test_the_high_lr_pre_norm_trial_changes_only_the_peak(trials):
+    trial, base = (
+        "delight_d192_ffn1_clock_fast_prenorm_lr5",
+        "delight_d192_ffn1_clock_fast_prenorm",
+    )
+    assert shared_changes(trials, trial, base=base) == {"lr": ([0.003], [0.005])}
+    # the same wall-clock schedule and warmup (400 updates), up to the higher peak
+    namespace = parsed(trials, trial)
+    assert namespace.lr_scheduler == "wallclock_cosine"
+    assert namespace.warmup_updates == 400
+
+
+def test_the_regularized_pre_norm_trial_changes_only_two_dropouts(trials):
+    trial, base = (
+        "delight_d192_ffn1_clock_fast_prenorm_reg",
+        "delight_d192_ffn1_clock_fast_prenorm",
+    )
+    assert shared_changes(trials, trial, base=base) == {
+        "dropout": (0.1, 0.2), "ffn_dropout": (0.1, 0.2),
+    }  # fmt: skip
+    namespace = parsed(trials, trial)
+    assert namespace.encoder_normalize_before and namespace.delight_fast_dropout
+    assert (namespace.attention_dropout, namespace.delight_dropout) == (0.0, 0.0)
+
+
+def test_the_fixed_update_trial_runs_the_regularized_pre_norm_trial_for_its_hour(
+    trials,
+):
+    trial, base = (
+        "delight_d192_ffn1_fast_prenorm_reg_updates",
+        "delight_d192_ffn1_clock_fast_prenorm_reg",
+    )
+    hour = trials.PRENORM_HOUR
+    assert shared_changes(trials, trial, base=base) == {
+        "lr_scheduler": ("wallclock_cosine", "cosine"),
+        "max_update": (0, hour),
+    }
+    namespace = parsed(trials, trial)
+    assert namespace.lr_period_updates == hour - 400
+    # the same warmup and peak, then about 0 for the last update (the scheduler sets
+    # the LR of update n after update n - 1; fairseq-train stops after update hour)
+    warmup, last = learning_rates(namespace, [400, hour - 1])
+    assert warmup == pytest.approx(0.003) and last < 0.003 * 1e-5
+    assert namespace.dropout == namespace.ffn_dropout == 0.2

@@ -1,0 +1,62 @@
+"""What the tests of benchmarks/trials.py share: each model's training command as
+fairseq parses it, the LR its scheduler sets, the model it builds, and what one
+model changes in another."""
+
+import pytest
+
+from helpers import load_benchmark, make_dictionary, train_namespace
+
+# every model's data, batch, optimizer and criterion flags (before the model's own)
+COMMON = load_benchmark("multi30k").COMMON
+
+
+def parsed(trials, model):
+    """fairseq's namespace for ``model``'s training command (COMMON, then its flags)."""
+    return train_namespace([*COMMON, *trials.ALL_MODELS[model]])
+
+
+def changed(trials, model, trial):
+    before, after = vars(parsed(trials, model)), vars(parsed(trials, trial))
+    assert before.keys() == after.keys()
+    return {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+
+
+def learning_rates(namespace, updates):
+    """The LR fairseq's scheduler sets after each of ``updates``."""
+    import torch
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.optim import build_optimizer
+    from fairseq.optim.lr_scheduler import build_lr_scheduler
+
+    cfg = convert_namespace_to_omegaconf(namespace)
+    optimizer = build_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))])
+    scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer)
+    return [scheduler.step_update(n) for n in updates]
+
+
+def built(trials, model, vocab):
+    """``model`` as its training command builds it, on one joined dictionary."""
+    from fairseq.models import ARCH_MODEL_REGISTRY
+
+    from delight_fairseq.builder import DictionaryTask
+
+    ns = parsed(trials, model)
+    dictionary = make_dictionary(vocab)
+    return ARCH_MODEL_REGISTRY[ns.arch].build_model(ns, DictionaryTask(dictionary))
+
+
+def shared_changes(trials, trial, base="delight_d128"):
+    """The settings that ``trial`` changes in ``base``, among those both
+    schedulers' namespaces have."""
+    recipe, changed = parsed(trials, base), parsed(trials, trial)
+    shared = vars(recipe).keys() & vars(changed).keys()
+    return {k: (vars(recipe)[k], vars(changed)[k]) for k in shared
+            if vars(recipe)[k] != vars(changed)[k]}  # fmt: skip
+
+
+def anneals_within(trial, hour):
+    """The peak LR after warmup, and under 1 % of it at ``hour`` and 2.5 % later."""
+    peak = trial.lr[0]
+    warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
+    assert warmup == pytest.approx(peak)
+    assert end < peak * 0.01 and faster < peak * 0.01
