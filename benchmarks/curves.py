@@ -102,6 +102,7 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
     from delight_fairseq.tools.averaging import average_checkpoints
 
     folder = budget_dir(minutes) / model / f"seed{seed}"
+    data = trials.data_bin(model)
     if earlier is not None:
         run = {k: earlier[k] for k in RUN_FACTS}
         every = earlier.get("every", every)
@@ -114,18 +115,19 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
             folder,
             minutes,
             seed,
+            data=data,
             extra=[
                 "--save-interval-updates", str(every), "--keep-interval-updates", "-1",
                 "--no-epoch-checkpoints", "--no-save-optimizer-state",
             ],
         )  # fmt: skip
     paths = checkpoints(folder)
-    last = scoring.Scorer(paths[-1])
+    last = scoring.Scorer(paths[-1], data)
     tuned = last.tune_lenpen(LENPENS)
     lenpen = tuned["lenpen"]
     points = []
     for path in paths:
-        scorer = last if path == paths[-1] else scoring.Scorer(path)
+        scorer = last if path == paths[-1] else scoring.Scorer(path, data)
         test = scorer.bleu("test", lenpen)
         points.append(
             {
@@ -142,7 +144,7 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
 
     averaged = folder / f"checkpoint_avg{AVERAGE_LAST}.pt"
     torch.save(average_checkpoints(paths[-AVERAGE_LAST:]), averaged)
-    avg = scoring.Scorer(averaged)
+    avg = scoring.Scorer(averaged, data)
     return {
         "model": model,
         "seed": seed,

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
@@ -104,24 +104,35 @@ def family(model: str) -> str:
     return "transformer" if model.startswith("transformer") else "delight"
 
 
-def prepare() -> Path:
-    """The Multi30k data-bin (made with ``delight-prep multi30k_de_en`` when missing)."""
-    if not (DATA_BIN / "dict.de.txt").exists():
+def data_bin(pieces: Optional[int] = None) -> Path:
+    """Where the data-bin of ``pieces`` sentencepiece pieces lives (None: the
+    recipe's own, DATA_BIN)."""
+    if pieces is None:
+        return DATA_BIN
+    return DATA_BIN.with_name(f"{DATA_BIN.name}_{pieces}")
+
+
+def prepare(pieces: Optional[int] = None) -> Path:
+    """The Multi30k data-bin (made with ``delight-prep multi30k_de_en`` when missing;
+    ``pieces``: its ``--subwords``, None for the recipe's)."""
+    dest = data_bin(pieces)
+    if not (dest / "dict.de.txt").exists():
         from delight_fairseq.catalog import get
         from delight_fairseq.tools.prep.cli import prepare as prep
         from delight_fairseq.tools.prep.pipeline import Options
 
-        prep(get("multi30k_de_en"), Options(dest=DATA_BIN, raw=RAW))
-    return DATA_BIN
+        prep(get("multi30k_de_en"), Options(dest=dest, raw=RAW, subwords=pieces))
+    return dest
 
 
 def train(
-    flags: Sequence[str], save_dir: Path, minutes: float, seed: int, extra=()
+    flags: Sequence[str], save_dir: Path, minutes: float, seed: int, extra=(), data=None
 ) -> dict:
-    """One fairseq-train run for a wall-clock budget; returns its time and peak RSS."""
+    """One fairseq-train run for a wall-clock budget, on ``data`` (default: the
+    recipe's data-bin); returns its time and peak RSS."""
     save_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
-        str(Path(sys.executable).parent / "fairseq-train"), str(prepare()),
+        str(Path(sys.executable).parent / "fairseq-train"), str(data or prepare()),
         "--user-dir", str(ROOT / "delight_fairseq"),
         *COMMON, *flags, "--seed", str(seed), "--stop-time-hours", str(minutes / 60),
         "--save-dir", str(save_dir), *extra,

@@ -1,7 +1,8 @@
 """benchmarks/trials.py: the trials from the wall-clock schedule on, each changing
 one setting of the FFN trial's (test_trials.py): the scheduler, how dropout masks are
 drawn, the batch, blocks per side, where blocks normalize; then the peak LR or the
-dropout of pre-norm, and the same for a fixed number of updates."""
+dropout of pre-norm, the same for a fixed number of updates, and pre-norm on a
+smaller vocabulary, or a larger one in a table of the same size."""
 
 import pytest
 
@@ -112,3 +113,75 @@ def test_the_fixed_update_trial_runs_the_regularized_pre_norm_trial_for_its_hour
     warmup, last = learning_rates(namespace, [400, hour - 1])
     assert warmup == pytest.approx(0.003) and last < 0.003 * 1e-5
     assert namespace.dropout == namespace.ffn_dropout == 0.2
+
+
+def fake_prep(monkeypatch, trials, folder):
+    """multi30k's data-bins made in ``folder`` by a stand-in for ``delight-prep``
+    that records what it was asked for; returns the record."""
+    made = []
+
+    def prep(bench, opts):
+        made.append((bench.name, opts.dest, opts.subwords))
+        opts.dest.mkdir(parents=True)
+        (opts.dest / "dict.de.txt").write_text("")
+
+    monkeypatch.setattr(trials.multi30k, "DATA_BIN", folder / "multi30k_de_en")
+    monkeypatch.setattr("delight_fairseq.tools.prep.cli.prepare", prep)
+    return made
+
+
+def test_the_vocabulary_trial_runs_the_pre_norm_trial_for_its_hour_on_3000_pieces(
+    trials, monkeypatch, tmp_path
+):
+    trial, base = (
+        "delight_d192_ffn1_fast_prenorm_spm3k_updates",
+        "delight_d192_ffn1_clock_fast_prenorm",
+    )
+    hour = trials.PRENORM_HOUR
+    # the flags: the eighteenth trial's, annealed over its hour's updates as the
+    # twentieth trial (whose flags are these but for its two dropouts)
+    assert shared_changes(trials, trial, base=base) == {
+        "lr_scheduler": ("wallclock_cosine", "cosine"),
+        "max_update": (0, hour),
+    }
+    assert shared_changes(
+        trials, trial, base="delight_d192_ffn1_fast_prenorm_reg_updates"
+    ) == {"dropout": (0.2, 0.1), "ffn_dropout": (0.2, 0.1)}
+    # the data: the recipe's preparation with 3,000 pieces, in a folder of its own
+    # beside the recipe's data-bin, which the models outside trials.PIECES keep
+    made = fake_prep(monkeypatch, trials, tmp_path)
+    assert trials.data_bin(trial) == tmp_path / "multi30k_de_en_3000"
+    assert trials.data_bin(base) == tmp_path / "multi30k_de_en"
+    assert trials.data_bin(trial) == tmp_path / "multi30k_de_en_3000"  # made once
+    assert made == [
+        ("multi30k_de_en", tmp_path / "multi30k_de_en_3000", 3_000),
+        ("multi30k_de_en", tmp_path / "multi30k_de_en", None),
+    ]
+    # the table, 128 wide, loses 3,000 rows (the dictionaries: pieces, 4 specials,
+    # padded to a multiple of 8); nothing else changes
+    small, recipe = built(trials, trial, 3_008), built(trials, base, 6_008)
+    assert n_params(recipe) - n_params(small) == 3_000 * 128
+    assert n_params(small) == 3_128_576
+
+
+def test_the_wide_vocabulary_trial_keeps_the_tables_size_on_8000_pieces(
+    trials, monkeypatch, tmp_path
+):
+    trial, small = (
+        "delight_d192_ffn1_fast_prenorm_spm8k_map96_updates",
+        "delight_d192_ffn1_fast_prenorm_spm3k_updates",
+    )
+    # the 3,000-piece trial's flags with a 96-wide table and output space
+    assert shared_changes(trials, trial, base=small) == {
+        "delight_emb_map_dim": (128, 96)
+    }
+    made = fake_prep(monkeypatch, trials, tmp_path)
+    assert trials.data_bin(trial) == tmp_path / "multi30k_de_en_8000"
+    assert made == [("multi30k_de_en", tmp_path / "multi30k_de_en_8000", 8_000)]
+    assert trials.PIECES == {small: 3_000, trial: 8_000}
+    # 8,008 x 96 entries, 256 fewer than the recipe's 6,008 x 128, and the
+    # embeddings' first DExTra layer reads 96 numbers instead of 128
+    model = built(trials, trial, 8_008)
+    assert model.encoder.embed_tokens.table.weight.shape == (8_008, 96)
+    assert n_params(model) == 3_481_408
+    assert n_params(model) <= n_params(built(trials, "transformer_256", 6_008)) / 2
