@@ -4,6 +4,7 @@ changed but, for the models in PIECES, the vocabulary (data_bin). ALL_MODELS hol
 both; curves.py trains any of them.
 
     python benchmarks/trials.py args MODEL     # fairseq-train flags of one model
+                                               # (and, on stderr, its own data-bin)
     python benchmarks/trials.py models         # every model's name
 """
 
@@ -315,6 +316,13 @@ def main(argv=None):
         sys.exit(f"unknown model {args.model!r}; known: {', '.join(ALL_MODELS)}")
     else:
         print(json.dumps(ALL_MODELS[args.model]))
+        if args.model in PIECES:  # the flags alone would train on the recipe's data
+            pieces = PIECES[args.model]
+            print(
+                f"{args.model} trains on {multi30k.data_bin(pieces)} (delight-prep "
+                f"multi30k_de_en --subwords {pieces}), not the recipe's data-bin",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ drawn, the batch, blocks per side, where blocks normalize; then the peak LR or t
 dropout of pre-norm, the same for a fixed number of updates, and pre-norm on a
 smaller vocabulary, or a larger one in a table of the same size."""
 
+import json
+
 import pytest
 
 from helpers import n_params
@@ -131,7 +133,7 @@ def fake_prep(monkeypatch, trials, folder):
 
 
 def test_the_vocabulary_trial_runs_the_pre_norm_trial_for_its_hour_on_3000_pieces(
-    trials, monkeypatch, tmp_path
+    trials, monkeypatch, tmp_path, capsys
 ):
     trial, base = (
         "delight_d192_ffn1_fast_prenorm_spm3k_updates",
@@ -157,6 +159,13 @@ def test_the_vocabulary_trial_runs_the_pre_norm_trial_for_its_hour_on_3000_piece
         ("multi30k_de_en", tmp_path / "multi30k_de_en_3000", 3_000),
         ("multi30k_de_en", tmp_path / "multi30k_de_en", None),
     ]
+    # its flags alone would train on the recipe's data: `trials.py args` says so
+    trials.main(["args", trial])
+    out, err = capsys.readouterr()
+    assert json.loads(out) == trials.ALL_MODELS[trial]
+    assert str(tmp_path / "multi30k_de_en_3000") in err and "--subwords 3000" in err
+    trials.main(["args", base])
+    assert capsys.readouterr().err == ""
     # the table, 128 wide, loses 3,000 rows (the dictionaries: pieces, 4 specials,
     # padded to a multiple of 8); nothing else changes
     small, recipe = built(trials, trial, 3_008), built(trials, base, 6_008)
