@@ -139,13 +139,8 @@ def test_the_vocabulary_trial_runs_the_pre_norm_trial_for_its_hour_on_3000_piece
         "delight_d192_ffn1_fast_prenorm_spm3k_updates",
         "delight_d192_ffn1_clock_fast_prenorm",
     )
-    hour = trials.PRENORM_HOUR
-    # the flags: the eighteenth trial's, annealed over its hour's updates as the
-    # twentieth trial (whose flags are these but for its two dropouts)
-    assert shared_changes(trials, trial, base=base) == {
-        "lr_scheduler": ("wallclock_cosine", "cosine"),
-        "max_update": (0, hour),
-    }
+    # the flags: the twentieth trial's but for its two dropouts, so the eighteenth
+    # trial's annealed over its hour's updates
     assert shared_changes(
         trials, trial, base="delight_d192_ffn1_fast_prenorm_reg_updates"
     ) == {"dropout": (0.2, 0.1), "ffn_dropout": (0.2, 0.1)}
