@@ -1,8 +1,9 @@
 """benchmarks/trials.py: the trials from the wall-clock schedule on, each changing
 one setting of the FFN trial's (test_trials.py): the scheduler, how dropout masks are
 drawn, the batch, blocks per side, where blocks normalize; then the peak LR or the
-dropout of pre-norm, the same for a fixed number of updates, and pre-norm on a
-smaller vocabulary, or a larger one in a table of the same size."""
+dropout of pre-norm, the same for a fixed number of updates, pre-norm on a smaller
+vocabulary, or a larger one in a table of the same size, and pre-norm with dropout
+inside its DExTras and attentions."""
 
 import json
 
@@ -189,3 +190,31 @@ def test_the_wide_vocabulary_trial_keeps_the_tables_size_on_8000_pieces(
     assert model.encoder.embed_tokens.table.weight.shape == (8_008, 96)
     assert n_params(model) == 3_481_408
     assert n_params(model) <= n_params(built(trials, "transformer_256", 6_008)) / 2
+
+
+def test_the_inner_dropout_trial_regularizes_the_blocks_glts_and_attentions(trials):
+    from delight_fairseq.attention import SingleHeadAttention
+    from delight_fairseq.group_linear import GroupLinear, LinearNormAct
+
+    trial = "delight_d192_ffn1_fast_prenorm_inner_updates"
+    # the 3,000-piece trial's flags (the eighteenth trial over its hour's updates)
+    # on the recipe's data, with the IWSLT preset's dropouts inside the blocks
+    assert shared_changes(
+        trials, trial, base="delight_d192_ffn1_fast_prenorm_spm3k_updates"
+    ) == {"delight_dropout": (0.0, 0.1), "attention_dropout": (0.0, 0.1)}
+    assert trial not in trials.PIECES
+    # the flags reach every GLT layer of the DExTras (the blocks' and the
+    # embeddings') and every attention, and change no parameter
+    model = built(trials, trial, 6_008)
+    for side in (model.encoder, model.decoder):
+        for layer in [*side.layers, side.embed_tokens]:
+            glts = [m for m in layer.modules()
+                    if isinstance(m, (GroupLinear, LinearNormAct))]  # fmt: skip
+            attentions = [m for m in layer.modules()
+                          if isinstance(m, SingleHeadAttention)]  # fmt: skip
+            assert glts and {m.dropout for m in glts} == {0.1}
+            assert {m.dropout for m in attentions} == ({0.1} if attentions else set())
+    # (pre-norm's closing LayerNorm on each side: 2 x 2 x 192 over the eighth
+    # trial's 3,511,808)
+    base = built(trials, "delight_d192_ffn1_clock_fast_prenorm", 6_008)
+    assert n_params(model) == n_params(base) == 3_511_808 + 2 * 2 * 192
