@@ -288,12 +288,12 @@ TRIALS["delight_d192_ffn1_fast_prenorm_spm8k_map96_updates"] = (
     TRIALS["delight_d192_ffn1_fast_prenorm_spm3k_updates"][1]
     + ["--delight-emb-map-dim", "96"],
 )
-# the eighteenth trial with the paper's small-data dropouts inside its blocks (the
-# IWSLT preset's 0.1 for the DExTra layers, the embeddings' included, and for the
-# attention weights; the recipe has 0 for both), for PRENORM_HOUR updates with its LR
-# annealed to 0 over them as the twentieth trial: the shape's extra capacity over a
-# transformer of its size lies in its GLT stacks, which no trial at this shape
-# regularized
+# the eighteenth trial with dropout inside its blocks, 0.1 for the DExTra layers (the
+# embeddings' included) and for the attention weights, as the authors' IWSLT'14
+# preset has at d_m 512 (the recipe has 0 for both), for PRENORM_HOUR updates with
+# its LR annealed to 0 over them as the twentieth trial: the shape's extra capacity
+# over a transformer of its size lies in its GLT stacks, which no trial at this
+# shape regularized
 TRIALS["delight_d192_ffn1_fast_prenorm_inner_updates"] = (
     "delight_d192",
     TRIALS["delight_d192_ffn1_fast_prenorm_spm3k_updates"][1]

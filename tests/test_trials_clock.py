@@ -198,7 +198,7 @@ def test_the_inner_dropout_trial_regularizes_the_blocks_glts_and_attentions(tria
 
     trial = "delight_d192_ffn1_fast_prenorm_inner_updates"
     # the 3,000-piece trial's flags (the eighteenth trial over its hour's updates)
-    # on the recipe's data, with the IWSLT preset's dropouts inside the blocks
+    # on the recipe's data, with dropout 0.1 inside the blocks
     assert shared_changes(
         trials, trial, base="delight_d192_ffn1_fast_prenorm_spm3k_updates"
     ) == {"delight_dropout": (0.0, 0.1), "attention_dropout": (0.0, 0.1)}
