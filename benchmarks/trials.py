@@ -269,35 +269,36 @@ TRIALS["transformer_172_cosine"] = (
     T172 + annealing(MODELS["transformer_256"], T172_HOUR),
 )
 
-# the eighteenth trial on a joint vocabulary of 3,000 sentencepiece pieces instead of
-# the recipe's 6,000, for PRENORM_HOUR updates with its LR annealed to 0 over them as
-# the twentieth trial (3,128,576 parameters, 44 %, its table half as large): each
+# the eighteenth trial for PRENORM_HOUR updates with its LR annealed to 0 over them,
+# as the twentieth trial: the base of the trials below
+PRENORM_UPDATES = (
+    TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1]
+    + annealing(MODELS["delight_d192"], PRENORM_HOUR, margin=1.0)
+    + ["--max-update", str(PRENORM_HOUR)]
+)
+# PRENORM_UPDATES on a joint vocabulary of 3,000 sentencepiece pieces instead of the
+# recipe's 6,000 (3,128,576 parameters, 44 %, its table half as large): each
 # piece is seen about twice as often in a corpus of 29,000 pairs, for 8-11 % longer
 # sentences; the vocabulary is the one setting of the recipe no trial had changed
 TRIALS["delight_d192_ffn1_fast_prenorm_spm3k_updates"] = (
     "delight_d192",
-    TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1]
-    + annealing(MODELS["delight_d192"], PRENORM_HOUR, margin=1.0)
-    + ["--max-update", str(PRENORM_HOUR)],
+    PRENORM_UPDATES,
 )
 # the same on 8,000 pieces, its table as large as the recipe's (8,008 x 96 against
 # 6,008 x 128 entries) by a 96-wide look-up table and output space instead of 128
 # (3,481,408 parameters, 49.3 %): 2-3 % shorter sentences, each piece in 96 numbers
 TRIALS["delight_d192_ffn1_fast_prenorm_spm8k_map96_updates"] = (
     "delight_d192",
-    TRIALS["delight_d192_ffn1_fast_prenorm_spm3k_updates"][1]
-    + ["--delight-emb-map-dim", "96"],
+    PRENORM_UPDATES + ["--delight-emb-map-dim", "96"],
 )
-# the eighteenth trial with dropout inside its blocks, 0.1 for the DExTra layers (the
+# PRENORM_UPDATES with dropout inside its blocks, 0.1 for the DExTra layers (the
 # embeddings' included) and for the attention weights, as the authors' IWSLT'14
-# preset has at d_m 512 (the recipe has 0 for both), for PRENORM_HOUR updates with
-# its LR annealed to 0 over them as the twentieth trial: the shape's extra capacity
-# over a transformer of its size lies in its GLT stacks, which no trial at this
-# shape regularized
+# preset has at d_m 512 (the recipe has 0 for both): the shape's extra capacity over
+# a transformer of its size lies in its GLT stacks, which no trial at this shape
+# regularized
 TRIALS["delight_d192_ffn1_fast_prenorm_inner_updates"] = (
     "delight_d192",
-    TRIALS["delight_d192_ffn1_fast_prenorm_spm3k_updates"][1]
-    + ["--delight-dropout", "0.1", "--attention-dropout", "0.1"],
+    PRENORM_UPDATES + ["--delight-dropout", "0.1", "--attention-dropout", "0.1"],
 )
 # the sentencepiece pieces of the models that do not train on the recipe's data-bin
 PIECES = {

@@ -204,16 +204,13 @@ def test_the_inner_dropout_trial_regularizes_the_blocks_glts_and_attentions(tria
     ) == {"delight_dropout": (0.0, 0.1), "attention_dropout": (0.0, 0.1)}
     assert trial not in trials.PIECES
     # the flags reach every GLT layer of the DExTras (the blocks' and the
-    # embeddings') and every attention, and change no parameter
+    # embeddings') and every attention (4 + 4 self-attentions, 4 cross-attentions),
+    # and change no parameter
     model = built(trials, trial, 6_008)
-    for side in (model.encoder, model.decoder):
-        for layer in [*side.layers, side.embed_tokens]:
-            glts = [m for m in layer.modules()
-                    if isinstance(m, (GroupLinear, LinearNormAct))]  # fmt: skip
-            attentions = [m for m in layer.modules()
-                          if isinstance(m, SingleHeadAttention)]  # fmt: skip
-            assert glts and {m.dropout for m in glts} == {0.1}
-            assert {m.dropout for m in attentions} == ({0.1} if attentions else set())
+    glts = [m for m in model.modules() if isinstance(m, (GroupLinear, LinearNormAct))]
+    attentions = [m for m in model.modules() if isinstance(m, SingleHeadAttention)]
+    assert glts and {m.dropout for m in glts} == {0.1}
+    assert len(attentions) == 12 and {m.dropout for m in attentions} == {0.1}
     # (pre-norm's closing LayerNorm on each side: 2 x 2 x 192 over the eighth
     # trial's 3,511,808)
     base = built(trials, "delight_d192_ffn1_clock_fast_prenorm", 6_008)
