@@ -17,7 +17,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["delight_fairseq", "delight_fairseq.*"]),
-    package_data={"delight_fairseq": ["csrc/*.cpp"]},
+    package_data={"delight_fairseq": ["csrc/*.cpp", "csrc/*.h"]},
     install_requires=[
         "torch>=2.6",  # torch.load's weights_only default (compat.py) and torch.compile
         "fairseq-fixed>=0.12.3,<0.13",  # fairseq's main branch, importable on 3.11+

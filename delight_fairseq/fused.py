@@ -1,6 +1,7 @@
 """The fused CPU kernels: the GLT tail (bias, feature shuffle, group LayerNorm,
-swish), the label-smoothed cross-entropy's passes over the logits (criterion.py)
-and, with ``--delight-fast-dropout``, dropout with a counter-based mask.
+swish), the label-smoothed cross-entropy's passes over the logits (criterion.py),
+with ``--delight-fast-dropout`` dropout with a counter-based mask, and the
+decoding engine's beam candidates (inference/engine.py, csrc/beam_topk.cpp).
 
 The sources in ``csrc/`` are compiled on first use with
 torch's C++ extension builder (about 85 s on two cores, then cached under
@@ -9,7 +10,8 @@ checkout; ``scripts/setup.sh`` builds it once). Where they cannot be used (no
 compiler, a GPU tensor, half precision, or ``DELIGHT_FUSED_GLT=0`` in the
 environment) the GLT and the criterion run the same arithmetic with eager
 PyTorch ops, and dropout is torch's; the two paths agree to float tolerance
-(tests/test_fused.py, tests/test_criterion.py).
+(tests/test_fused.py, tests/test_criterion.py), and the beam candidates exactly
+(tests/test_beam_topk.py).
 """
 
 import hashlib
@@ -27,7 +29,10 @@ from torch.autograd.function import once_differentiable
 logger = logging.getLogger(__name__)
 
 _CSRC = Path(__file__).with_name("csrc")
-_SOURCES = [_CSRC / n for n in ("glt_tail.cpp", "dropout.cpp", "cross_entropy.cpp")]
+_SOURCES = [
+    _CSRC / n
+    for n in ("glt_tail.cpp", "dropout.cpp", "cross_entropy.cpp", "beam_topk.cpp")
+]
 _lock = threading.Lock()
 _module = None
 _failed = False

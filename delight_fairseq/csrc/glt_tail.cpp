@@ -245,6 +245,10 @@ std::vector<torch::Tensor> cross_entropy_forward(torch::Tensor logits,
 torch::Tensor cross_entropy_backward(torch::Tensor logits, torch::Tensor target,
                                      torch::Tensor lse, int64_t ignore_index,
                                      double a, double b);
+// beam_topk.cpp
+std::tuple<torch::Tensor, torch::Tensor, bool> beam_candidates(torch::Tensor lprobs,
+                                                               torch::Tensor cum,
+                                                               int64_t n, int64_t k);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("forward", &forward, "GLT tail forward: bias, shuffle, LayerNorm, swish");
@@ -255,4 +259,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "per row of N x V logits: log-sum-exp, target logit, sum, arg-max");
   module.def("cross_entropy_backward", &cross_entropy_backward,
              "the label-smoothed loss's gradient in one pass");
+  module.def("beam_candidates", &beam_candidates,
+             "per sentence, the k best of lprobs + cum over its beams (NaN as -inf), "
+             "and whether a tie leaves their order to torch.topk");
 }

@@ -13,6 +13,11 @@ operations:
   :class:`~delight_fairseq.inference.step.DecoderStep`, which keeps the
   self-attention keys and values in a preallocated cache and projects the
   encoder-side keys and values once per sentence;
+* each sentence's candidates (NaN as -inf, the beams' scores added, the
+  best 2 x beam) come from one pass over its log-probabilities in the fused
+  kernel (csrc/beam_topk.cpp), instead of three passes through memory;
+  torch.topk decides where the kernel reports a tie, whose order torch
+  leaves unspecified, and where the kernel is not in use;
 * the bookkeeping (cumulative scores, token histories, finished counts, the
   best finished hypothesis of each sentence, back-pointers) lives in tensors
   and moves with ``index_select``/``gather``; no Python loop visits beams or
@@ -191,6 +196,26 @@ class Engine:
 
     # -- the search -------------------------------------------------------------
 
+    def _candidates(self, lprobs: Tensor, cum: Tensor, step: int, n: int, k: int):
+        """fairseq's candidates: NaN -> -inf, the beams' scores added (after
+        step 0), and the best k of each sentence's rows x V scores with
+        their flat indices. The fused kernel (csrc/beam_topk.cpp) reads
+        lprobs once; torch.topk decides where it reports a tie, and where
+        the kernel is not in use."""
+        kernel = self.step.kernel
+        if kernel is not None:
+            scores, flat, tied = kernel.beam_candidates(
+                lprobs, cum if step else cum[:0], n, k
+            )
+            if not tied:
+                return scores, flat
+        inf = float("-inf")
+        # in place, as fairseq: lprobs[lprobs != lprobs] = -inf
+        torch.nan_to_num_(lprobs, nan=inf, posinf=float("inf"), neginf=inf)
+        if step:
+            lprobs = lprobs.view(n, -1, lprobs.size(1)).add_(cum.view(n, -1, 1))
+        return torch.topk(lprobs.view(n, -1), k)
+
     def _search(self, src_tokens: Tensor, src_lengths: Tensor):
         device = self.device
         if device is None:
@@ -235,8 +260,6 @@ class Engine:
             # step 0: every beam of a sentence is the same, decode one row each
             rows = n if step == 0 else n * beam
             lprobs = self.step(tokens[:rows, step], step, self.cache, enc)
-            # NaN -> -inf, in place (fairseq: lprobs[lprobs != lprobs] = -inf)
-            torch.nan_to_num_(lprobs, nan=inf, posinf=float("inf"), neginf=inf)
             lprobs[:, self.pad] = inf
             if self.unk_penalty:
                 lprobs[:, self.unk] -= self.unk_penalty
@@ -246,16 +269,13 @@ class Engine:
             if step < self.min_len:
                 lprobs[:, eos] = inf
 
-            # fairseq's BeamSearch.step
+            # fairseq's BeamSearch.step: the best k of lprobs + cum per sentence
+            k = min(cand_size, (rows // n) * vocab - 1)
             if step == 0:
-                flat = lprobs
                 row_offsets = torch.arange(n, **long).unsqueeze(1)
             else:
-                flat = lprobs.view(n, beam, vocab).add_(cum.view(n, beam, 1))
-                flat = flat.view(n, -1)
                 row_offsets = torch.arange(0, n * beam, beam, **long).unsqueeze(1)
-            k = min(cand_size, flat.size(1) - 1)
-            cand_scores, cand_flat = torch.topk(flat, k)
+            cand_scores, cand_flat = self._candidates(lprobs, cum, step, n, k)
             cand_beams = torch.div(cand_flat, vocab, rounding_mode="trunc")
             cand_tokens = cand_flat.fmod(vocab)
             cand_rows = cand_beams + row_offsets  # rows of this step's output
