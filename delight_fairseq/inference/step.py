@@ -120,6 +120,7 @@ class DecoderStep:
         self._token_table: Tensor = torch.empty(0)
         self._positions: Tensor = torch.empty(0)
         self._logits: Tensor = torch.empty(0)
+        self._lprobs: Tensor = torch.empty(0)
 
     # -- per batch ------------------------------------------------------------
 
@@ -158,9 +159,13 @@ class DecoderStep:
             self._positions = self.embed_positions(probe)[0]
 
     def reserve_logits(self, rows: int, vocab_size: int, like: Tensor) -> None:
-        """Room for rows x V logits (:meth:`output_layer` writes there)."""
+        """Room for rows x V logits (:meth:`output_layer` writes there) and
+        their float32 log-probabilities (:meth:`log_probs`)."""
         self._logits = reuse_buffer(
             self._logits, rows, vocab_size, like.dtype, like.device
+        )
+        self._lprobs = reuse_buffer(
+            self._lprobs, rows, vocab_size, torch.float32, like.device
         )
 
     def read_weights(self) -> DecoderWeights:
@@ -238,8 +243,15 @@ class DecoderStep:
         return self.log_probs(x)
 
     def log_probs(self, x: Tensor) -> Tensor:
-        """rows x map_dim -> rows x V float32 log-probabilities."""
-        return F.log_softmax(self.output_layer(x), dim=-1, dtype=torch.float32)
+        """rows x map_dim -> rows x V float32 log-probabilities, into a
+        buffer reused across steps (a fresh tensor of this size is new pages
+        of memory at every step, which the kernel writes for the first time)."""
+        logits = self.output_layer(x)
+        rows, vocab = logits.shape
+        out = self._lprobs = reuse_buffer(
+            self._lprobs, rows, vocab, torch.float32, x.device
+        )
+        return torch.log_softmax(logits, -1, dtype=torch.float32, out=out[:rows])
 
     def output_layer(self, x: Tensor) -> Tensor:
         """rows x map_dim -> rows x V, into a buffer reused across steps."""
