@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--int8",
         action="store_true",
-        help="int8 decoding (delight_fairseq.inference.quantize)",
+        help="int8 weights (delight_fairseq.inference.quantize): about 3.5x smaller on disk; "
+        "faster than float32 on some models and slower on others (benchmarks/RESULTS.md)",
     )
     g.add_argument(
         "--fp32-reference",
