@@ -27,7 +27,7 @@ def reference(lprobs, cum, n, k):
 
 
 def scores_of(lprobs, cum, n):
-    x = torch.nan_to_num(lprobs, nan=INF)
+    x = torch.nan_to_num(lprobs, nan=INF, neginf=INF)
     if cum.numel():
         x = x.view(n, -1, x.size(1)) + cum.view(n, -1, 1)
     return x.reshape(n, -1)
