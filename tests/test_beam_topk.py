@@ -18,19 +18,18 @@ needs_kernel = pytest.mark.skipif(
 INF = float("-inf")
 
 
-def reference(lprobs, cum, n, k):
-    """fairseq's BeamSearch.step candidates, in eager ops."""
+def scores_of(lprobs, cum, n):
+    """fairseq's scores of each sentence's candidates, n x (beams x V), in
+    eager ops: NaN -> -inf, then the beams' scores added."""
     x = torch.nan_to_num(lprobs, nan=INF, posinf=float("inf"), neginf=INF)
     if cum.numel():
         x = x.view(n, -1, x.size(1)) + cum.view(n, -1, 1)
-    return torch.topk(x.reshape(n, -1), k)
-
-
-def scores_of(lprobs, cum, n):
-    x = torch.nan_to_num(lprobs, nan=INF, neginf=INF)
-    if cum.numel():
-        x = x.view(n, -1, x.size(1)) + cum.view(n, -1, 1)
     return x.reshape(n, -1)
+
+
+def reference(lprobs, cum, n, k):
+    """fairseq's BeamSearch.step candidates, in eager ops."""
+    return torch.topk(scores_of(lprobs, cum, n), k)
 
 
 def case(seed, n, beams, vocab, dtype=torch.float32):
@@ -61,7 +60,7 @@ def test_candidates_are_fairseqs(n, beams, vocab, dtype):
     untied = 0
     for seed in range(12):
         lprobs, cum = case(seed, n, beams, vocab, dtype)
-        k = min(2 * beams, beams * vocab - 1) if beams * vocab > 1 else 1
+        k = min(2 * beams, beams * vocab - 1)
         values, indices, tied = module.beam_candidates(lprobs, cum, n, k)
         ref_values, ref_indices = reference(lprobs, cum, n, k)
         assert torch.equal(values, ref_values)
