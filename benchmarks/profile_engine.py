@@ -2,18 +2,38 @@
 sentences, one thread, batches of 64 sorted by length (as benchmarks/translate.py).
 
     python benchmarks/profile_engine.py --delight CKPT [--int8] [--beam 5] [--sentences 300]
+    python benchmarks/profile_engine.py --delight CKPT --compare [--rounds 3] [--sentences 1000]
+    python benchmarks/profile_engine.py --delight CKPT --matmul
 
-Prints the top operators by self CPU time, the number of operator calls per
-sentence, and the share of the wall time that the operators' own work explains
-(the rest is Python and dispatch between them).
+By default it prints the top operators by self CPU time, the number of operator
+calls per sentence, and the share of the wall time that the operators' own work
+explains (the rest is Python and dispatch between them).
+
+``--compare`` decodes the sentences with the engine and with variants of it, each
+built once and then run in turn ``--rounds`` times in this one process (so that the
+machine's drift falls on all alike), and prints each one's median sentences/s and
+how many of its hypotheses equal the engine's:
+
+* ``torch candidates``: the beam candidates from nan_to_num, add and torch.topk
+  instead of the fused kernel (csrc/beam_topk.cpp);
+* ``fresh log-probs``: the log-probabilities in a new tensor at every step instead
+  of the reused buffer;
+* ``int8``, ``int8 oneDNN`` and ``int8 oneDNN output``: the int8 engine with its
+  weights packed for fbgemm (the default), for oneDNN, or for oneDNN in the output
+  layer only.
+
+``--matmul`` times the output projection of one beam-5 step (320 rows) on its own:
+float32, bfloat16 and the int8 kernels of fbgemm and oneDNN.
 """
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
 import multi30k
 import torch
+import torch.nn.functional as F
 
 
 def main(argv=None):
@@ -24,33 +44,29 @@ def main(argv=None):
     parser.add_argument("--lenpen", type=float, default=1.0)
     parser.add_argument("--sentences", type=int, default=300)
     parser.add_argument("--top", type=int, default=15)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--compare", action="store_true", help="the engine's variants")
+    mode.add_argument("--matmul", action="store_true", help="the output projection")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from fairseq import checkpoint_utils
-    from fairseq.data import data_utils
-    from torch.profiler import ProfilerActivity, profile
 
     import delight_fairseq  # noqa: F401
-    from delight_fairseq.inference.engine import Engine
 
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(args.delight)], arg_overrides={"data": str(multi30k.DATA_BIN)}
     )
-    engine = Engine(models[0].eval(), task.target_dictionary, args.beam, args.lenpen)
-    if args.int8:
-        from delight_fairseq.inference.quantize import quantize_engine
+    model = models[0].eval()
+    if args.matmul:
+        return time_output_projection(model, rows=64 * 5)
+    batches, n = test_batches(task, args.sentences)
+    if args.compare:
+        return compare(model, task.target_dictionary, args, batches, n)
 
-        engine = quantize_engine(engine) or engine
-    task.load_dataset("test")
-    dataset = task.dataset("test")
-    n = min(args.sentences, len(dataset))
-    ids = sorted(range(n), key=lambda i: len(dataset[i]["source"]))
-    sd = task.source_dictionary
-    batches = []
-    for start in range(0, n, 64):
-        src = [dataset[i]["source"] for i in ids[start : start + 64]]
-        tokens = data_utils.collate_tokens(src, sd.pad(), sd.eos(), left_pad=True)
-        batches.append((tokens, torch.tensor([len(s) for s in src])))
+    from torch.profiler import ProfilerActivity, profile
+
+    engine = build_engine(model, task.target_dictionary, args, "int8" * args.int8)
     engine.translate(*batches[0])  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad():
         start = time.perf_counter()
@@ -67,6 +83,130 @@ def main(argv=None):
         f"wall ({self_total / wall:.0%})"
     )
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.top))
+
+
+def test_batches(task, sentences: int):
+    """The first ``sentences`` test sentences in batches of 64, sorted by length."""
+    from fairseq.data import data_utils
+
+    task.load_dataset("test")
+    dataset = task.dataset("test")
+    n = min(sentences, len(dataset))
+    ids = sorted(range(n), key=lambda i: len(dataset[i]["source"]))
+    sd = task.source_dictionary
+    batches = []
+    for start in range(0, n, 64):
+        src = [dataset[i]["source"] for i in ids[start : start + 64]]
+        tokens = data_utils.collate_tokens(src, sd.pad(), sd.eos(), left_pad=True)
+        batches.append((tokens, torch.tensor([len(s) for s in src])))
+    return batches, n
+
+
+VARIANTS = (
+    "engine",
+    "torch candidates",
+    "fresh log-probs",
+    "int8",
+    "int8 oneDNN",
+    "int8 oneDNN output",
+)
+
+
+def build_engine(model, tgt_dict, args, variant: str = "engine"):
+    from delight_fairseq.inference import qlayers
+    from delight_fairseq.inference.engine import Engine
+    from delight_fairseq.inference.quantize import quantize_engine
+
+    engine = Engine(model, tgt_dict, args.beam, args.lenpen)
+    if variant == "torch candidates":
+        step = engine.step
+        fused_candidates = engine._candidates
+
+        def candidates(*a):
+            kernel, step.kernel = step.kernel, None
+            try:
+                return fused_candidates(*a)
+            finally:
+                step.kernel = kernel
+
+        engine._candidates = candidates
+    elif variant == "fresh log-probs":
+        step = engine.step
+        step.log_probs = lambda x: F.log_softmax(
+            step.output_layer(x), dim=-1, dtype=torch.float32
+        )
+    elif variant.startswith("int8"):
+        default = torch.backends.quantized.engine
+        if variant == "int8 oneDNN":
+            torch.backends.quantized.engine = "onednn"
+        try:
+            quantize_engine(engine)
+            output = engine.step.weights.output
+            if variant == "int8 oneDNN output":
+                q, scale, bias = qlayers.unpack(output.packed)
+                torch.backends.quantized.engine = "onednn"
+                output.packed = qlayers.prepack(q, scale, bias)
+        finally:
+            torch.backends.quantized.engine = default
+    return engine
+
+
+def compare(model, tgt_dict, args, batches, n):
+    engines = {v: build_engine(model, tgt_dict, args, v) for v in VARIANTS}
+    times = {v: [] for v in VARIANTS}
+    hyps = {}
+    for e in engines.values():
+        e.translate(*batches[0])  # warm-up
+    for _ in range(args.rounds):
+        for variant, engine in engines.items():
+            start = time.perf_counter()
+            hyps[variant] = [h for b in batches for h in engine.translate(*b)]
+            times[variant].append(time.perf_counter() - start)
+    print(f"{n} sentences, beam {args.beam}, one thread, {args.rounds} rounds")
+    for variant in VARIANTS:
+        same = sum(a == b for a, b in zip(hyps[variant], hyps["engine"]))
+        rate = n / statistics.median(times[variant])
+        print(f"{variant:>20}: {rate:7.1f} sentences/s  {same}/{n} as the engine's")
+
+
+def time_output_projection(model, rows: int, repeats: int = 50):
+    from delight_fairseq.inference import qlayers
+    from delight_fairseq.inference.functional import DecoderWeights
+
+    weight, _ = DecoderWeights(model.decoder).output  # tied or not
+    weight = weight.detach().float()
+    x = torch.randn(rows, weight.size(1))
+    q, scale = qlayers.quantize_tensor(weight, 1)
+    default = torch.backends.quantized.engine
+    packed = {}
+    for name in ("fbgemm", "onednn"):
+        torch.backends.quantized.engine = name
+        packed[name] = qlayers.prepack(q, scale)
+    torch.backends.quantized.engine = default
+    xb, wb = x.bfloat16(), weight.bfloat16()
+    calls = {
+        "float32 mm": lambda: torch.mm(x, weight.t()),
+        "bfloat16 mm": lambda: torch.mm(xb, wb.t()),
+        "int8 fbgemm": lambda: torch.ops.quantized.linear_dynamic(
+            x, packed["fbgemm"], False
+        ),
+        "int8 oneDNN": lambda: torch.ops.quantized.linear_dynamic(
+            x, packed["onednn"], False
+        ),
+    }
+    flops = 2 * rows * weight.size(0) * weight.size(1)
+    print(f"output projection: {rows} x {weight.size(1)} by {weight.size(1)} x "
+          f"{weight.size(0)}, one thread")  # fmt: skip
+    for name, call in calls.items():
+        for _ in range(5):
+            call()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        seconds = (time.perf_counter() - start) / repeats
+        print(
+            f"{name:>12}: {seconds * 1e3:6.2f} ms  ({flops / seconds / 1e9:5.0f} GFLOP/s)"
+        )
 
 
 if __name__ == "__main__":
