@@ -82,6 +82,14 @@ class DeLighTConfig(FairseqDataclass):
             "help": "light FFN reduction: the encoder FFN is d_m -> d_m/r -> d_m"
         },
     )
+    delight_enc_ffn_dim: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "hidden width of the encoder FFN; when set it replaces "
+            "d_m / --delight-enc-ffn-red and may exceed d_m (off the paper, "
+            "whose light FFN only reduces)"
+        },
+    )
     delight_enc_max_groups: Optional[int] = field(
         default=None,
         metadata={"help": "group cap of encoder GLTs (default: 2^ceil(log2(d_m/32)))"},
@@ -111,6 +119,14 @@ class DeLighTConfig(FairseqDataclass):
         default=4,
         metadata={
             "help": "light FFN reduction: the decoder FFN is d_m -> d_m/r -> d_m"
+        },
+    )
+    delight_dec_ffn_dim: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "hidden width of the decoder FFN; when set it replaces "
+            "d_m / --delight-dec-ffn-red and may exceed d_m (off the paper, "
+            "whose light FFN only reduces)"
         },
     )
     delight_dec_max_groups: Optional[int] = field(
@@ -216,6 +232,11 @@ class Side:
     ffn_red: int
     max_groups: Optional[int]
     normalize_before: bool
+    ffn_dim: Optional[int] = None  # replaces d_m // ffn_red when set
+
+    def ffn_width(self, d_m: int) -> int:
+        """The hidden width of this side's FFN."""
+        return self.ffn_dim if self.ffn_dim is not None else d_m // self.ffn_red
 
     def flag(self, key: str) -> str:
         """The command-line flag of one of this side's fields, for messages."""
@@ -241,6 +262,7 @@ def side(cfg: DeLighTConfig, name: str) -> Side:
             cfg.delight_enc_ffn_red,
             cfg.delight_enc_max_groups,
             cfg.encoder_normalize_before,
+            cfg.delight_enc_ffn_dim,
         )
     if name == "dec":
         return Side(
@@ -253,6 +275,7 @@ def side(cfg: DeLighTConfig, name: str) -> Side:
             cfg.delight_dec_ffn_red,
             cfg.delight_dec_max_groups,
             cfg.decoder_normalize_before,
+            cfg.delight_dec_ffn_dim,
         )
     raise ValueError(f"side is {name!r}; use 'enc' or 'dec'")
 
@@ -377,6 +400,13 @@ def _validate_side(s: Side, d_m: int) -> None:
             f"{s.flag('width_mult')} is {s.width_mult}; it must be > 0 "
             "(the paper uses 2)"
         )
+    if s.ffn_dim is not None:
+        if s.ffn_dim < 1:
+            raise ValueError(
+                f"{s.flag('ffn_dim')} is {s.ffn_dim}; it must be >= 1, or left "
+                f"unset for d_m / {s.flag('ffn_red')}"
+            )
+        return
     red = s.ffn_red
     if red < 1 or d_m % red:
         divisors = [r for r in (2, 4, 8, 16) if d_m % r == 0]

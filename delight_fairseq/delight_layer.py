@@ -64,18 +64,19 @@ def checkpoint_flags(cfg) -> Tuple[bool, bool, bool]:
 
 
 class LightFFN(nn.Module):
-    """Linear(d_m, d_m/r) -> swish -> dropout -> Linear(d_m/r, d_m) -> dropout."""
+    """Linear(d_m, h) -> swish -> dropout -> Linear(h, d_m) -> dropout, where the
+    hidden width h is d_m / r in the paper (config.Side.ffn_width)."""
 
     def __init__(
         self,
         embed_dim: int,
-        reduction: int,
+        hidden_dim: int,
         activation_dropout: float,
         ffn_dropout: float,
     ):
         super().__init__()
-        self.fc1 = Linear(embed_dim, embed_dim // reduction)
-        self.fc2 = Linear(embed_dim // reduction, embed_dim)
+        self.fc1 = Linear(embed_dim, hidden_dim)
+        self.fc2 = Linear(hidden_dim, embed_dim)
         self.activation_dropout = activation_dropout
         self.ffn_dropout = ffn_dropout
         self.fast_dropout = False  # fused.set_fast_dropout
@@ -132,7 +133,9 @@ class _DeLighTBlock(nn.Module):
             heads=cfg.delight_attention_heads,
         )
         self.self_attn_norm = _Sublayer(d_m, side.normalize_before)
-        self.ffn = LightFFN(d_m, side.ffn_red, cfg.activation_dropout, cfg.ffn_dropout)
+        self.ffn = LightFFN(
+            d_m, side.ffn_width(d_m), cfg.activation_dropout, cfg.ffn_dropout
+        )
         self.ffn_norm = _Sublayer(d_m, side.normalize_before)
         (
             self.offload_activations,

@@ -28,3 +28,17 @@ def test_the_view_is_frozen_and_sides_are_named():
         s.layers = 2
     with pytest.raises(ValueError, match="'enc' or 'dec'"):
         side(DeLighTConfig(), "emb")
+
+
+def test_an_ffn_width_replaces_the_reduction_on_its_own_side():
+    cfg = resolve(
+        DeLighTConfig(
+            delight_emb_out_dim=160, delight_enc_ffn_red=4, delight_dec_ffn_red=2,
+            delight_enc_ffn_dim=480,
+        )
+    )  # fmt: skip
+    enc, dec = side(cfg, "enc"), side(cfg, "dec")
+    assert (enc.ffn_dim, enc.ffn_width(160)) == (480, 480)
+    # the other side keeps d_m / r
+    assert (dec.ffn_dim, dec.ffn_width(160)) == (None, 80)
+    assert enc.flag("ffn_dim") == "--delight-enc-ffn-dim"

@@ -27,6 +27,8 @@ from helpers import build
         (dict(delight_emb_width_mult=0.0), "--delight-emb-width-mult"),
         (dict(delight_enc_ffn_red=3), "--delight-enc-ffn-red"),
         (dict(delight_dec_ffn_red=0), "--delight-dec-ffn-red"),
+        (dict(delight_enc_ffn_dim=0), "--delight-enc-ffn-dim"),
+        (dict(delight_dec_ffn_dim=-4), "--delight-dec-ffn-dim"),
         (dict(delight_enc_scaling="uniform"), "--delight-enc-scaling"),
         (dict(delight_dec_layers=0), "--delight-dec-layers"),
         (dict(dropout=1.0), "--dropout"),

@@ -148,6 +148,8 @@ def test_untied_output_adds_a_matrix():
             delight_dec_width_mult=2.5,
         ),
         dict(delight_emb_out_dim=512, delight_enc_layers=5, delight_dec_layers=3),
+        # FFN hidden widths set directly, wider than d_m (off the paper)
+        dict(delight_emb_out_dim=160, delight_enc_ffn_dim=480, delight_dec_ffn_dim=96),
         dict(
             delight_emb_out_dim=256,
             delight_enc_scaling="uniform",
@@ -164,10 +166,10 @@ def test_other_configurations_follow_the_rules(overrides):
     d_m, p = cfg.delight_emb_out_dim, cfg.delight_emb_out_dim // 2
     cap = group_cap(d_m)
 
-    def block(depth, mult, red, decoder):
+    def block(depth, mult, h, decoder):
         n = dextra_params(d_m, p, p, depth, mult, cap)
         n += (p * 3 * p + 3 * p) + (p * d_m + d_m) + 2 * d_m  # attention + LayerNorm
-        n += (d_m * (d_m // red) + d_m // red) + ((d_m // red) * d_m + d_m) + 2 * d_m
+        n += (d_m * h + h) + (h * d_m + d_m) + 2 * d_m  # FFN d_m -> h -> d_m
         if decoder:
             n += (d_m * p + p) + (d_m * 2 * p + 2 * p) + (p * d_m + d_m) + 2 * d_m
         return n
@@ -185,9 +187,12 @@ def test_other_configurations_follow_the_rules(overrides):
             getattr(cfg, f"delight_{side}_width_mult"),
             getattr(cfg, f"delight_{side}_scaling"),
         )
-        red = getattr(cfg, f"delight_{side}_ffn_red")
+        # the hidden width: the flag when set, else d_m / the reduction
+        h = getattr(cfg, f"delight_{side}_ffn_dim") or (
+            d_m // getattr(cfg, f"delight_{side}_ffn_red")
+        )
         assert [n_params(m) for m in layers] == [
-            block(b.depth, b.width_mult, red, decoder) for b in sched
+            block(b.depth, b.width_mult, h, decoder) for b in sched
         ]
     emb = dextra_params(
         128, p, d_m, cfg.delight_emb_depth, cfg.delight_emb_width_mult, cap
