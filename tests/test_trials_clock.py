@@ -2,8 +2,8 @@
 one setting of the FFN trial's (test_trials.py): the scheduler, how dropout masks are
 drawn, the batch, blocks per side, where blocks normalize; then the peak LR or the
 dropout of pre-norm, the same for a fixed number of updates, pre-norm on a smaller
-vocabulary, or a larger one in a table of the same size, and pre-norm with dropout
-inside its DExTras and attentions."""
+vocabulary, or a larger one in a table of the same size, pre-norm with dropout
+inside its DExTras and attentions, and pre-norm at d_m 160 with FFNs 3 x d_m wide."""
 
 import json
 
@@ -215,3 +215,29 @@ def test_the_inner_dropout_trial_regularizes_the_blocks_glts_and_attentions(tria
     # trial's 3,511,808)
     base = built(trials, "delight_d192_ffn1_clock_fast_prenorm", 6_008)
     assert n_params(model) == n_params(base) == 3_511_808 + 2 * 2 * 192
+
+
+def test_the_wide_ffn_trial_moves_parameters_from_the_width_to_the_ffns(trials):
+    trial = "delight_d160_ffn480_fast_prenorm_updates"
+    # the 3,000-piece trial's flags (the eighteenth trial over its hour's updates)
+    # on the recipe's data, at d_m 160 with FFN hidden widths of 480; the dropouts
+    # stay the base's 0.1 where the preset's width rule would lower them
+    assert shared_changes(
+        trials, trial, base="delight_d192_ffn1_fast_prenorm_spm3k_updates"
+    ) == {
+        "delight_emb_out_dim": (192, 160),
+        "delight_enc_ffn_dim": (None, 480),
+        "delight_dec_ffn_dim": (None, 480),
+    }
+    assert trial not in trials.PIECES
+    model = built(trials, trial, 6_008)
+    ffns = [
+        layer.ffn for side in (model.encoder, model.decoder) for layer in side.layers
+    ]
+    assert len(ffns) == 8
+    assert {(f.fc1.weight.shape, f.fc2.weight.shape) for f in ffns} == {
+        ((480, 160), (160, 480))
+    }
+    assert {f.ffn_dropout for f in ffns} == {0.1}
+    assert n_params(model) == 3_522_936
+    assert n_params(model) <= n_params(built(trials, "transformer_256", 6_008)) / 2
