@@ -60,13 +60,14 @@ def main(argv=None):
     model = models[0].eval()
     if args.matmul:
         return time_output_projection(model, rows=64 * 5)
-    batches, n = test_batches(task, args.sentences)
+    batches, n = sorted_batches(task, args.sentences)
     if args.compare:
         return compare(model, task.target_dictionary, args, batches, n)
 
     from torch.profiler import ProfilerActivity, profile
 
-    engine = build_engine(model, task.target_dictionary, args, "int8" * args.int8)
+    variant = "int8" if args.int8 else "engine"
+    engine = build_engine(model, task.target_dictionary, args, variant)
     engine.translate(*batches[0])  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad():
         start = time.perf_counter()
@@ -85,7 +86,7 @@ def main(argv=None):
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.top))
 
 
-def test_batches(task, sentences: int):
+def sorted_batches(task, sentences: int):
     """The first ``sentences`` test sentences in batches of 64, sorted by length."""
     from fairseq.data import data_utils
 
@@ -179,10 +180,12 @@ def time_output_projection(model, rows: int, repeats: int = 50):
     q, scale = qlayers.quantize_tensor(weight, 1)
     default = torch.backends.quantized.engine
     packed = {}
-    for name in ("fbgemm", "onednn"):
-        torch.backends.quantized.engine = name
-        packed[name] = qlayers.prepack(q, scale)
-    torch.backends.quantized.engine = default
+    try:
+        for name in ("fbgemm", "onednn"):
+            torch.backends.quantized.engine = name
+            packed[name] = qlayers.prepack(q, scale)
+    finally:
+        torch.backends.quantized.engine = default
     xb, wb = x.bfloat16(), weight.bfloat16()
     calls = {
         "float32 mm": lambda: torch.mm(x, weight.t()),
