@@ -306,11 +306,41 @@ TRIALS["delight_d192_ffn1_fast_prenorm_inner_updates"] = (
 # parameters (49.8 %); widening the FFN from d_m / 4 to d_m (the eighth trial) is the
 # one change that moved validation by more than the seeds' spread; the dropouts stay
 # the base's 0.1 (the preset's width rule would lower them to 0.08 at d_m 160)
-D160_FFN480 = ["--delight-emb-out-dim", "160", "--dropout", "0.1", "--ffn-dropout", "0.1",
-               "--delight-enc-ffn-dim", "480", "--delight-dec-ffn-dim", "480"]  # fmt: skip
+D160 = ["--delight-emb-out-dim", "160", "--dropout", "0.1", "--ffn-dropout", "0.1"]
+D160_FFN480 = D160 + ["--delight-enc-ffn-dim", "480", "--delight-dec-ffn-dim", "480"]
 TRIALS["delight_d160_ffn480_fast_prenorm_updates"] = (
     "delight_d192",
     PRENORM_UPDATES + D160_FFN480,
+)
+# the twenty-fourth trial with DExTras half as deep (2 -> 4 GLT layers over each side's
+# blocks, the embeddings' 2, instead of 3 -> 6 and 3) and what that frees spent on the
+# FFNs (608 wide, 3.8 x d_m, where the size-matched transformer has 4 x): 3,516,144
+# parameters (49.7 %); only the sixth trial had changed the depth, and it made it
+# deeper; the shallower stack runs a training step in about 0.9 x the time of the
+# twenty-fourth trial's (the runs keep its 2,970 updates)
+SHALLOW_F608 = ["--delight-enc-min-depth", "2", "--delight-enc-max-depth", "4",
+                "--delight-dec-min-depth", "2", "--delight-dec-max-depth", "4",
+                "--delight-emb-depth", "2",
+                "--delight-enc-ffn-dim", "608", "--delight-dec-ffn-dim", "608"]  # fmt: skip
+TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_updates"] = (
+    "delight_d192",
+    PRENORM_UPDATES + D160 + SHALLOW_F608,
+)
+# the updates that the twenty-fifth trial's shape makes in the hour of the annealed
+# transformer's two-seed pair (2,521 and 2,593 updates on 2026-12-01): that pair's
+# mean times the ratio of the two models' training speeds, measured one after the
+# other on 2026-12-03 (`python benchmarks/curves.py --probe 150 --models` with both,
+# each alone: 1.456 against 0.987 updates/s); so the comparison is at equal wall
+# clock, where the trials at PRENORM_HOUR compare at about the transformer's updates
+SHALLOW_HOUR = 3_770
+# the twenty-fifth trial for SHALLOW_HOUR updates, its LR annealed to 0 over them
+TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"] = (
+    "delight_d192",
+    TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1]
+    + annealing(MODELS["delight_d192"], SHALLOW_HOUR, margin=1.0)
+    + ["--max-update", str(SHALLOW_HOUR)]
+    + D160
+    + SHALLOW_F608,
 )
 # the sentencepiece pieces of the models that do not train on the recipe's data-bin
 PIECES = {

@@ -283,6 +283,8 @@ def test_no_model_but_the_schedule_trials_overrides_common(trials):
         "delight_d192_ffn1_fast_prenorm_spm8k_map96_updates",
         "delight_d192_ffn1_fast_prenorm_inner_updates",
         "delight_d160_ffn480_fast_prenorm_updates",
+        "delight_d160_depth2to4_ffn608_fast_prenorm_updates",
+        "delight_d160_depth2to4_ffn608_fast_prenorm_hour",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):

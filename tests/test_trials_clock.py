@@ -3,14 +3,16 @@ one setting of the FFN trial's (test_trials.py): the scheduler, how dropout mask
 drawn, the batch, blocks per side, where blocks normalize; then the peak LR or the
 dropout of pre-norm, the same for a fixed number of updates, pre-norm on a smaller
 vocabulary, or a larger one in a table of the same size, pre-norm with dropout
-inside its DExTras and attentions, and pre-norm at d_m 160 with FFNs 3 x d_m wide."""
+inside its DExTras and attentions, pre-norm at d_m 160 with FFNs 3 x d_m wide, and
+the same with DExTras half as deep and FFNs 608 wide, for 2,970 updates and for the
+updates it makes in the transformer's hour."""
 
 import json
 
 import pytest
 
 from helpers import n_params
-from trial_helpers import built, learning_rates, parsed, shared_changes
+from trial_helpers import built, changed, learning_rates, parsed, shared_changes
 
 
 def test_the_clock_trial_anneals_the_ffn_trial_over_the_hours_wall_clock(trials):
@@ -241,3 +243,50 @@ def test_the_wide_ffn_trial_moves_parameters_from_the_width_to_the_ffns(trials):
     assert {f.ffn_dropout for f in ffns} == {0.1}
     assert n_params(model) == 3_522_936
     assert n_params(model) <= n_params(built(trials, "transformer_256", 6_008)) / 2
+
+
+def test_the_shallow_trial_moves_parameters_from_the_dextras_to_the_ffns(trials):
+    trial = "delight_d160_depth2to4_ffn608_fast_prenorm_updates"
+    # the wide-FFN trial's flags with DExTras 2 -> 4 deep (the embeddings' 2) and
+    # FFNs 608 wide
+    assert shared_changes(
+        trials, trial, base="delight_d160_ffn480_fast_prenorm_updates"
+    ) == {
+        "delight_enc_min_depth": (3, 2),
+        "delight_enc_max_depth": (6, 4),
+        "delight_dec_min_depth": (3, 2),
+        "delight_dec_max_depth": (6, 4),
+        "delight_emb_depth": (3, 2),
+        "delight_enc_ffn_dim": (480, 608),
+        "delight_dec_ffn_dim": (480, 608),
+    }
+    assert trial not in trials.PIECES
+    model = built(trials, trial, 6_008)
+    sides = (model.encoder, model.decoder)
+    # floor(linspace(2, 4, 4)) GLT layers per side's blocks
+    for side in sides:
+        assert [len(layer.dextra.glt_layers) for layer in side.layers] == [2, 2, 3, 4]
+        assert len(side.embed_tokens.dextra.glt_layers) == 2
+    ffns = [layer.ffn for side in sides for layer in side.layers]
+    assert {(f.fc1.weight.shape, f.fc2.weight.shape) for f in ffns} == {
+        ((608, 160), (160, 608))
+    }
+    assert n_params(model) == 3_516_144
+    assert n_params(model) <= n_params(built(trials, "transformer_256", 6_008)) / 2
+
+
+def test_the_shallow_trials_hour_is_the_transformers_at_its_speed(trials):
+    trial, base = (
+        "delight_d160_depth2to4_ffn608_fast_prenorm_hour",
+        "delight_d160_depth2to4_ffn608_fast_prenorm_updates",
+    )
+    hour = trials.SHALLOW_HOUR
+    # the annealed transformer's updates in its two-seed hours, times the speeds'
+    # ratio (1.456 against 0.987 updates/s), to tens
+    assert hour == round((2_521 + 2_593) / 2 * 1.456 / 0.987, -1)
+    assert changed(trials, base, trial) == {
+        "lr_period_updates": (trials.PRENORM_HOUR - 400, hour - 400),
+        "max_update": (trials.PRENORM_HOUR, hour),
+    }
+    warmup, last = learning_rates(parsed(trials, trial), [400, hour - 1])
+    assert warmup == pytest.approx(0.003) and last < 0.003 * 1e-5
