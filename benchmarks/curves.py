@@ -4,6 +4,7 @@ and against updates, all models in one figure.
     python benchmarks/curves.py [--minutes 60] [--every N] [--seed 1] [--models ...]
     python benchmarks/curves.py --minutes 60 --report-only   # re-plot from curves.json
     python benchmarks/curves.py --minutes 60 --models M --score-only   # score M's run again
+    python benchmarks/curves.py --probe 150 --models A B   # each one's updates/s alone
 
 Each model trains once for the same wall-clock budget and saves a checkpoint every
 ``--every`` updates (default: EVERY, about every 4 minutes of this 2-core CPU for each
@@ -18,6 +19,11 @@ the average, whichever scores higher on validation) and their means in
 .../<M>min/summary.md. A model's run starts afresh (its old folder is
 removed), and its result is merged into that budget's curves.json, so models can
 run one at a time. Run it alone: every model gets the same wall clock.
+
+``--probe SECONDS`` only trains each model for SECONDS, one after the other, without
+validation or scoring (in a temporary folder), and prints its updates/s from its
+second log line (the first holds the start-up) to its last: the ratio of two models'
+speeds, measured side by side, turns one model's updates in an hour into the other's.
 """
 
 import argparse
@@ -165,6 +171,30 @@ def curve(model: str, minutes: float, every: int, seed: int, earlier=None) -> di
     }
 
 
+def probe(model: str, seconds: float, seed: int) -> dict:
+    """``model``'s training speed over ``seconds`` alone (see the module's doc)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = multi30k.train(
+            trials.ALL_MODELS[model],
+            Path(tmp),
+            seconds / 60,
+            seed,
+            data=trials.data_bin(model),
+            extra=["--disable-validation", "--log-interval", "25"],
+        )
+        log = (Path(tmp) / "train.log").read_text()
+    rows = re.findall(r"num_updates=(\d+), .*?, wall=(\d+)", log)
+    if len(rows) < 3:
+        raise RuntimeError(
+            f"{model} logged {len(rows)} times in {seconds:g} s; give --probe more time"
+        )
+    (u0, w0), (u1, w1) = rows[1], rows[-1]
+    rate = (int(u1) - int(u0)) / (int(w1) - int(w0))
+    return {**run, "updates_per_s": round(rate, 3), "from_to": (int(u0), int(u1))}
+
+
 def plot(results: dict, minutes: float, path: Path):
     """Test BLEU (solid) and validation BLEU (dashed) of every run; one colour per
     model, one marker per seed."""
@@ -270,7 +300,22 @@ def main(argv=None):
         action="store_true",
         help="score the models' existing runs again (no training)",
     )
+    parser.add_argument(
+        "--probe",
+        type=float,
+        metavar="SECONDS",
+        help="only time each model's training for SECONDS alone (no scoring)",
+    )
     args = multi30k.parse_args(parser, argv, trials.ALL_MODELS)
+    if args.probe:
+        for model in args.models:
+            facts = probe(model, args.probe, args.seed)
+            print(
+                f"{model}: {facts['updates_per_s']:.3f} updates/s (updates "
+                f"{facts['from_to'][0]}-{facts['from_to'][1]}; CPU share "
+                f"{facts['cpu_share']:.1%}, peak {facts['peak_rss_mib']:,} MiB)"
+            )
+        return
     budget_dir(args.minutes).mkdir(parents=True, exist_ok=True)
     results_file = budget_dir(args.minutes) / "curves.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}

@@ -2,7 +2,7 @@
 summary, with their means, and each seed's candidate is chosen on validation; the
 figure draws every run; the default models are the shoot-out's three, apart from the
 trials (tests/test_trials.py and test_trials_clock.py); every model has a checkpoint
-interval."""
+interval; the speed probe reads updates/s from the log after its first line."""
 
 import pytest
 
@@ -104,3 +104,37 @@ def test_every_model_has_a_checkpoint_interval(curves):
     assert curves.EVERY[half] == 2 * curves.EVERY["delight_d192"]
     for name in set(trials) - {half}:
         assert curves.EVERY[name] == curves.EVERY[trials[name][0]], name
+
+
+def fake_train(lines):
+    """multi30k.train writing ``lines`` of fairseq's train_inner log."""
+
+    def train(flags, save_dir, minutes, seed, extra=(), data=None):
+        assert "--disable-validation" in extra and minutes == 2.5
+        log = "\n".join(
+            f"| INFO | train_inner | epoch 001:  {u} / 140 loss=9.1, ups=1.2, "
+            f"num_updates={u}, lr=0.0003, gnorm=1.1, train_wall={w - 1}, wall={w}"
+            for u, w in lines
+        )
+        (save_dir / "train.log").write_text(log)
+        return {"wall_s": 150.0, "peak_rss_mib": 1400, "cpu_share": 0.97}
+
+    return train
+
+
+def test_the_probe_times_updates_after_the_first_log_line(curves, monkeypatch):
+    # the first 25 updates hold the start-up; from the second line (50, 60 s) to the
+    # last (175, 160 s): 125 updates in 100 s
+    lines = [(25, 40), (50, 60), (100, 95), (175, 160)]
+    monkeypatch.setattr(curves.multi30k, "train", fake_train(lines))
+    monkeypatch.setattr(curves.trials, "data_bin", lambda model: None)
+    facts = curves.probe("delight_d128", 150, 1)
+    assert facts["updates_per_s"] == round(125 / 100, 3)
+    assert facts["from_to"] == (50, 175) and facts["cpu_share"] == 0.97
+
+
+def test_the_probe_asks_for_more_time_when_the_log_is_short(curves, monkeypatch):
+    monkeypatch.setattr(curves.multi30k, "train", fake_train([(25, 40), (50, 60)]))
+    monkeypatch.setattr(curves.trials, "data_bin", lambda model: None)
+    with pytest.raises(RuntimeError, match="give --probe more time"):
+        curves.probe("delight_d128", 150, 1)
