@@ -21,12 +21,17 @@ how many of its hypotheses equal the engine's:
 * ``int8``, ``int8 oneDNN`` and ``int8 oneDNN output``: the int8 engine with its
   weights packed for fbgemm (the default), for oneDNN, or for oneDNN in the output
   layer only.
+* ``bfloat16``: the engine on a bfloat16 copy of the model: the products on AMX where
+  the CPU has it, the log-probabilities and the search in float32; the fused kernels
+  take float32 and float64, so the GLT layers run their eager operations and the
+  candidates come from torch.topk.
 
 ``--matmul`` times the output projection of one beam-5 step (320 rows) on its own:
 float32, bfloat16 and the int8 kernels of fbgemm and oneDNN.
 """
 
 import argparse
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -110,6 +115,7 @@ VARIANTS = (
     "int8",
     "int8 oneDNN",
     "int8 oneDNN output",
+    "bfloat16",
 )
 
 
@@ -118,6 +124,8 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
     from delight_fairseq.inference.engine import Engine
     from delight_fairseq.inference.quantize import quantize_engine
 
+    if variant == "bfloat16":
+        model = copy.deepcopy(model).bfloat16()
     engine = Engine(model, tgt_dict, args.beam, args.lenpen)
     if variant == "torch candidates":
         step = engine.step
