@@ -246,15 +246,25 @@ TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"] = (
 )
 # what the eighteenth trial's seeds made in their hours (2,904 and 3,038 updates)
 PRENORM_HOUR = 2_970
+
+
+def for_updates(flags: List[str], updates: int) -> List[str]:
+    """A d_m 192 trial's ``flags`` for ``updates`` updates instead of a wall-clock
+    budget, its LR annealed to 0 over them."""
+    return (
+        flags
+        + annealing(MODELS["delight_d192"], updates, margin=1.0)
+        + ["--max-update", str(updates)]
+    )
+
+
 # the twentieth trial for PRENORM_HOUR updates instead of the hour, its LR annealed to
 # 0 over them: a normal hour's updates when this CPU runs slower than on the days of
 # the other trials (run it with a budget above 60 minutes; dropout changes no step's
 # work, so on a normal day the hour gives it as many updates as its base)
 TRIALS["delight_d192_ffn1_fast_prenorm_reg_updates"] = (
     "delight_d192",
-    TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"][1]
-    + annealing(MODELS["delight_d192"], PRENORM_HOUR, margin=1.0)
-    + ["--max-update", str(PRENORM_HOUR)],
+    for_updates(TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"][1], PRENORM_HOUR),
 )
 # what the transformer at d 172 makes in 60 minutes here: a 2.5-minute probe of it
 # alone (1.01 updates/s) times 0.95, as FFN1_D192_HOUR; its runs made 3,364 and 3,459
@@ -271,10 +281,8 @@ TRIALS["transformer_172_cosine"] = (
 
 # the eighteenth trial for PRENORM_HOUR updates with its LR annealed to 0 over them,
 # as the twentieth trial: the base of the trials below
-PRENORM_UPDATES = (
-    TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1]
-    + annealing(MODELS["delight_d192"], PRENORM_HOUR, margin=1.0)
-    + ["--max-update", str(PRENORM_HOUR)]
+PRENORM_UPDATES = for_updates(
+    TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1], PRENORM_HOUR
 )
 # PRENORM_UPDATES on a joint vocabulary of 3,000 sentencepiece pieces instead of the
 # recipe's 6,000 (3,128,576 parameters, 44 %, its table half as large): each
@@ -336,9 +344,7 @@ SHALLOW_HOUR = 3_770
 # the twenty-fifth trial for SHALLOW_HOUR updates, its LR annealed to 0 over them
 TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"] = (
     "delight_d192",
-    TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1]
-    + annealing(MODELS["delight_d192"], SHALLOW_HOUR, margin=1.0)
-    + ["--max-update", str(SHALLOW_HOUR)]
+    for_updates(TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1], SHALLOW_HOUR)
     + D160
     + SHALLOW_F608,
 )

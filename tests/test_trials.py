@@ -18,6 +18,7 @@ from trial_helpers import (
     anneals_within,
     built,
     changed,
+    half_the_transformer,
     learning_rates,
     parsed,
     shared_changes,
@@ -109,7 +110,7 @@ def test_the_paper_shape_trial_is_the_published_preset_at_d_m_128(trials):
     vocab = 6_008
     delight = n_params(built(trials, "delight_d128_paper_cosine", vocab))
     assert delight == 2_496_224 + 128 * vocab
-    assert delight <= n_params(built(trials, "transformer_256", vocab)) / 2
+    assert delight <= half_the_transformer(trials, vocab)
 
 
 def test_the_table_trial_widens_only_the_table_and_the_output_space(trials):
@@ -127,7 +128,7 @@ def test_the_table_trial_widens_only_the_table_and_the_output_space(trials):
     decoder = model.decoder
     assert decoder.embed_tokens.table.weight.shape == (vocab, 256)
     assert decoder.project_out_dim.weight.shape == (256, 128)
-    assert n_params(model) <= n_params(built(trials, "transformer_256", vocab)) / 2
+    assert n_params(model) <= half_the_transformer(trials, vocab)
 
 
 def test_the_ffn_trial_widens_only_the_light_ffns_of_d_m_192(trials):
@@ -146,7 +147,7 @@ def test_the_ffn_trial_widens_only_the_light_ffns_of_d_m_192(trials):
 
     recipe, wide = (n_params(built(trials, m, vocab)) for m in ("delight_d192", trial))
     assert wide - recipe == 8 * (ffn(192) - ffn(48))
-    assert wide <= n_params(built(trials, "transformer_256", vocab)) / 2
+    assert wide <= half_the_transformer(trials, vocab)
 
 
 def test_the_d_m_208_trial_pays_for_wider_blocks_with_width_multiplier_1(trials):
@@ -174,7 +175,7 @@ def test_the_d_m_208_trial_pays_for_wider_blocks_with_width_multiplier_1(trials)
             max(g.out_features for g in layer.dextra.glt_layers) for layer in layers
         ]
         assert (widest[0], widest[-1]) == (1 * 208, 2 * 208)
-    assert n_params(model) <= n_params(built(trials, "transformer_256", vocab)) / 2
+    assert n_params(model) <= half_the_transformer(trials, vocab)
 
 
 def test_the_combined_ffn_trial_doubles_only_the_ffn_trials_label_smoothing(trials):

@@ -12,7 +12,15 @@ import json
 import pytest
 
 from helpers import n_params
-from trial_helpers import built, changed, learning_rates, parsed, shared_changes
+from trial_helpers import (
+    built,
+    changed,
+    ffn_shapes,
+    half_the_transformer,
+    learning_rates,
+    parsed,
+    shared_changes,
+)
 
 
 def test_the_clock_trial_anneals_the_ffn_trial_over_the_hours_wall_clock(trials):
@@ -57,7 +65,7 @@ def test_the_shallow_decoder_trial_moves_two_decoder_blocks_to_the_encoder(trial
     depths = [[len(layer.dextra.glt_layers) for layer in side.layers]
               for side in (model.encoder, model.decoder)]  # fmt: skip
     assert depths == [[3, 3, 4, 4, 5, 6], [3, 6]]
-    assert n_params(model) <= n_params(built(trials, "transformer_256", vocab)) / 2
+    assert n_params(model) <= half_the_transformer(trials, vocab)
 
 
 def test_the_pre_norm_trial_normalizes_the_fast_clock_trials_inputs(trials):
@@ -191,7 +199,7 @@ def test_the_wide_vocabulary_trial_keeps_the_tables_size_on_8000_pieces(
     model = built(trials, trial, 8_008)
     assert model.encoder.embed_tokens.table.weight.shape == (8_008, 96)
     assert n_params(model) == 3_481_408
-    assert n_params(model) <= n_params(built(trials, "transformer_256", 6_008)) / 2
+    assert n_params(model) <= half_the_transformer(trials)
 
 
 def test_the_inner_dropout_trial_regularizes_the_blocks_glts_and_attentions(trials):
@@ -237,12 +245,10 @@ def test_the_wide_ffn_trial_moves_parameters_from_the_width_to_the_ffns(trials):
         layer.ffn for side in (model.encoder, model.decoder) for layer in side.layers
     ]
     assert len(ffns) == 8
-    assert {(f.fc1.weight.shape, f.fc2.weight.shape) for f in ffns} == {
-        ((480, 160), (160, 480))
-    }
+    assert ffn_shapes(model) == {((480, 160), (160, 480))}
     assert {f.ffn_dropout for f in ffns} == {0.1}
     assert n_params(model) == 3_522_936
-    assert n_params(model) <= n_params(built(trials, "transformer_256", 6_008)) / 2
+    assert n_params(model) <= half_the_transformer(trials)
 
 
 def test_the_shallow_trial_moves_parameters_from_the_dextras_to_the_ffns(trials):
@@ -267,12 +273,9 @@ def test_the_shallow_trial_moves_parameters_from_the_dextras_to_the_ffns(trials)
     for side in sides:
         assert [len(layer.dextra.glt_layers) for layer in side.layers] == [2, 2, 3, 4]
         assert len(side.embed_tokens.dextra.glt_layers) == 2
-    ffns = [layer.ffn for side in sides for layer in side.layers]
-    assert {(f.fc1.weight.shape, f.fc2.weight.shape) for f in ffns} == {
-        ((608, 160), (160, 608))
-    }
+    assert ffn_shapes(model) == {((608, 160), (160, 608))}
     assert n_params(model) == 3_516_144
-    assert n_params(model) <= n_params(built(trials, "transformer_256", 6_008)) / 2
+    assert n_params(model) <= half_the_transformer(trials)
 
 
 def test_the_shallow_trials_hour_is_the_transformers_at_its_speed(trials):

@@ -4,7 +4,7 @@ model changes in another."""
 
 import pytest
 
-from helpers import load_benchmark, make_dictionary, train_namespace
+from helpers import load_benchmark, make_dictionary, n_params, train_namespace
 
 # every model's data, batch, optimizer and criterion flags (before the model's own)
 COMMON = load_benchmark("multi30k").COMMON
@@ -43,6 +43,22 @@ def built(trials, model, vocab):
     ns = parsed(trials, model)
     dictionary = make_dictionary(vocab)
     return ARCH_MODEL_REGISTRY[ns.arch].build_model(ns, DictionaryTask(dictionary))
+
+
+def half_the_transformer(trials, vocab=6_008):
+    """Half the parameters of the transformer 3+3 x 256 on ``vocab`` pieces: the
+    most a DeLighT trial may have."""
+    return n_params(built(trials, "transformer_256", vocab)) / 2
+
+
+def ffn_shapes(model):
+    """The set of (fc1, fc2) weight shapes of every block's FFN, both sides."""
+    sides = (model.encoder, model.decoder)
+    return {
+        (layer.ffn.fc1.weight.shape, layer.ffn.fc2.weight.shape)
+        for side in sides
+        for layer in side.layers
+    }
 
 
 def shared_changes(trials, trial, base="delight_d128"):
