@@ -348,6 +348,26 @@ TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"] = (
     + D160
     + SHALLOW_F608,
 )
+# the twenty-sixth trial with decoupled weight decay 0.1 (fairseq's Adam shrinks each
+# weight by lr x 0.1 per update): its shape ends its hour 0.75 nats lower on training
+# than on validation, the size-matched transformer about 0.25; the thirteenth trial's
+# 0.01 shrank the weights by only about 5 % over its whole schedule (the sum of its
+# LRs is about 5), where 0.1 shrinks them by about 40 %; more dropout, the other
+# regularizer, slowed learning per update (the eleventh and twentieth trials)
+TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"] = (
+    "delight_d192",
+    TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"][1]
+    + ["--weight-decay", "0.1"],
+)
+# the twenty-seventh trial's decay tripled (0.3; weights shrunk to about 18 % over the
+# schedule): 0.1 lowered the validation loss by 0.04 and raised the training loss by
+# 0.12, a gap still twice the size-matched transformer's; stopped at 2,520 updates,
+# where its validation loss was 0.16 above both lighter decays' (docs/recipes.md)
+TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd3_hour"] = (
+    "delight_d192",
+    TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"][1]
+    + ["--weight-decay", "0.3"],
+)
 # the sentencepiece pieces of the models that do not train on the recipe's data-bin
 PIECES = {
     "delight_d192_ffn1_fast_prenorm_spm3k_updates": 3_000,

@@ -5,7 +5,7 @@ dropout of pre-norm, the same for a fixed number of updates, pre-norm on a small
 vocabulary, or a larger one in a table of the same size, pre-norm with dropout
 inside its DExTras and attentions, pre-norm at d_m 160 with FFNs 3 x d_m wide, and
 the same with DExTras half as deep and FFNs 608 wide, for 2,970 updates and for the
-updates it makes in the transformer's hour."""
+updates it makes in the transformer's hour, then with weight decay."""
 
 import json
 
@@ -293,3 +293,44 @@ def test_the_shallow_trials_hour_is_the_transformers_at_its_speed(trials):
     }
     warmup, last = learning_rates(parsed(trials, trial), [400, hour - 1])
     assert warmup == pytest.approx(0.003) and last < 0.003 * 1e-5
+
+
+def test_the_weight_decay_trials_shrink_the_shallow_hours_weights_by_40_and_82_percent(
+    trials,
+):
+    import math
+
+    import torch
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.optim import build_optimizer
+
+    trial, base = (
+        "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour",
+        "delight_d160_depth2to4_ffn608_fast_prenorm_hour",
+    )
+    assert changed(trials, base, trial) == {"weight_decay": (0.0, 0.1)}
+    tripled = "delight_d160_depth2to4_ffn608_fast_prenorm_wd3_hour"
+    assert changed(trials, trial, tripled) == {"weight_decay": (0.1, 0.3)}
+    namespace = parsed(trials, trial)
+    # fairseq's Adam decays decoupled: with a zero gradient a step moves nothing but
+    # the decay, which multiplies each weight by 1 - lr x weight_decay
+    cfg = convert_namespace_to_omegaconf(namespace)
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = build_optimizer(cfg.optimizer, [weight])
+    optimizer.set_lr(0.002)
+    weight.grad = torch.zeros(3)
+    optimizer.step()
+    assert weight.detach().tolist() == pytest.approx([1 - 0.002 * 0.1] * 3)
+    # over the whole schedule: the product of those factors, against the thirteenth
+    # trial's 0.01 over its own schedule
+    for name, decay, kept in (
+        (trial, 0.1, (0.55, 0.60)),
+        (tripled, 0.3, (0.17, 0.19)),
+        ("delight_d192_ffn1_wd_cosine", 0.01, (0.94, 0.96)),
+    ):
+        schedule = parsed(trials, name)
+        updates = schedule.max_update or round(1.03 * trials.FFN1_D192_HOUR)
+        rates = learning_rates(schedule, list(range(updates)))
+        assert schedule.weight_decay == decay
+        factor = math.prod(1 - rate * decay for rate in rates)
+        assert kept[0] < factor < kept[1], name
