@@ -18,6 +18,7 @@ from trial_helpers import (
     ffn_shapes,
     half_the_transformer,
     learning_rates,
+    optimizer_and_config,
     parsed,
     shared_changes,
 )
@@ -301,8 +302,6 @@ def test_the_weight_decay_trials_shrink_the_shallow_hours_weights_by_43_and_82_p
     import math
 
     import torch
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.optim import build_optimizer
 
     trial, base = (
         "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour",
@@ -311,12 +310,10 @@ def test_the_weight_decay_trials_shrink_the_shallow_hours_weights_by_43_and_82_p
     assert changed(trials, base, trial) == {"weight_decay": (0.0, 0.1)}
     tripled = "delight_d160_depth2to4_ffn608_fast_prenorm_wd3_hour"
     assert changed(trials, trial, tripled) == {"weight_decay": (0.1, 0.3)}
-    namespace = parsed(trials, trial)
     # fairseq's Adam decays decoupled: with a zero gradient a step moves nothing but
     # the decay, which multiplies each weight by 1 - lr x weight_decay
-    cfg = convert_namespace_to_omegaconf(namespace)
     weight = torch.nn.Parameter(torch.ones(3))
-    optimizer = build_optimizer(cfg.optimizer, [weight])
+    optimizer, _ = optimizer_and_config(parsed(trials, trial), [weight])
     optimizer.set_lr(0.002)
     weight.grad = torch.zeros(3)
     optimizer.step()

@@ -21,15 +21,24 @@ def changed(trials, model, trial):
     return {k: (before[k], after[k]) for k in before if before[k] != after[k]}
 
 
+def optimizer_and_config(namespace, params):
+    """fairseq's optimizer for ``params`` as the training command ``namespace``
+    builds it, and the command's config."""
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.optim import build_optimizer
+
+    cfg = convert_namespace_to_omegaconf(namespace)
+    return build_optimizer(cfg.optimizer, params), cfg
+
+
 def learning_rates(namespace, updates):
     """The LR fairseq's scheduler sets after each of ``updates``."""
     import torch
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from fairseq.optim import build_optimizer
     from fairseq.optim.lr_scheduler import build_lr_scheduler
 
-    cfg = convert_namespace_to_omegaconf(namespace)
-    optimizer = build_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(1))])
+    optimizer, cfg = optimizer_and_config(
+        namespace, [torch.nn.Parameter(torch.zeros(1))]
+    )
     scheduler = build_lr_scheduler(cfg.lr_scheduler, optimizer)
     return [scheduler.step_update(n) for n in updates]
 
