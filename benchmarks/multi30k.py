@@ -5,7 +5,8 @@ which build on these models); scoring.py scores a checkpoint.
 Every model trains with the same data, batch (4,096 tokens), optimizer and
 criterion (COMMON); MODELS holds what differs (and comes after COMMON on the command
 line, so it may override it): the shape and its recipe. The DeLighT models are the
-catalog's ``multi30k_de_en`` recipe (delight_fairseq/catalog.py).
+catalog's ``multi30k_de_en`` recipe (delight_fairseq/catalog.py). ``annealing`` and
+``for_updates`` build the trials' cosine schedules from a model's flags.
 """
 
 import argparse
@@ -98,6 +99,26 @@ MODELS: Dict[str, List[str]] = {
 def flag_value(flags: Sequence[str], flag: str) -> str:
     """The value of ``flag`` in a command line: its last one, as argparse reads it."""
     return flags[max(i for i, f in enumerate(flags) if f == flag) + 1]
+
+
+def annealing(flags: List[str], updates: int, margin: float = 1.03) -> List[str]:
+    """The flags that replace inverse_sqrt's decay in ``flags`` by one cosine
+    period: the same warmup and peak LR, then down to 0 at ``updates`` times
+    ``margin`` (3 % more by default, so that a run a little faster than ``updates``
+    does not start a second period; 1 for a run that stops at ``updates``).
+    ``updates``: what the model makes in the budget alone (its runs' mean)."""
+    period = round(updates * margin) - int(flag_value(flags, "--warmup-updates"))
+    return ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
+
+
+def for_updates(flags: List[str], updates: int) -> List[str]:
+    """A d_m 192 trial's ``flags`` for ``updates`` updates instead of a wall-clock
+    budget, its LR annealed to 0 over them."""
+    return (
+        flags
+        + annealing(MODELS["delight_d192"], updates, margin=1.0)
+        + ["--max-update", str(updates)]
+    )
 
 
 def family(model: str) -> str:

@@ -16,18 +16,7 @@ from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multi30k  # noqa: E402
-from multi30k import BASE, MODELS, flag_value, recipe  # noqa: E402
-
-
-def annealing(flags: List[str], updates: int, margin: float = 1.03) -> List[str]:
-    """The flags that replace inverse_sqrt's decay in ``flags`` by one cosine
-    period: the same warmup and peak LR, then down to 0 at ``updates`` times
-    ``margin`` (3 % more by default, so that a run a little faster than ``updates``
-    does not start a second period; 1 for a run that stops at ``updates``).
-    ``updates``: what the model makes in the budget alone (its runs' mean)."""
-    period = round(updates * margin) - int(flag_value(flags, "--warmup-updates"))
-    return ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
-
+from multi30k import BASE, MODELS, annealing, for_updates, recipe  # noqa: E402
 
 # what delight_d192 makes in 60 minutes here (its runs: 4,678 and 4,681 updates)
 D192_HOUR = 4_680
@@ -246,16 +235,6 @@ TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"] = (
 )
 # what the eighteenth trial's seeds made in their hours (2,904 and 3,038 updates)
 PRENORM_HOUR = 2_970
-
-
-def for_updates(flags: List[str], updates: int) -> List[str]:
-    """A d_m 192 trial's ``flags`` for ``updates`` updates instead of a wall-clock
-    budget, its LR annealed to 0 over them."""
-    return (
-        flags
-        + annealing(MODELS["delight_d192"], updates, margin=1.0)
-        + ["--max-update", str(updates)]
-    )
 
 
 # the twentieth trial for PRENORM_HOUR updates instead of the hour, its LR annealed to
