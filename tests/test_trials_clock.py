@@ -331,3 +331,12 @@ def test_the_weight_decay_trials_shrink_the_shallow_hours_weights_by_43_and_82_p
         assert schedule.weight_decay == decay
         factor = math.prod(1 - rate * decay for rate in rates)
         assert kept[0] < factor < kept[1], name
+
+
+def test_the_decay_and_dropout_trial_changes_only_the_block_and_ffn_dropouts(trials):
+    base = "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"
+    trial = "delight_d160_depth2to4_ffn608_fast_prenorm_wd_drop2_hour"
+    assert changed(trials, base, trial) == {
+        "dropout": (0.1, 0.2),
+        "ffn_dropout": (0.1, 0.2),
+    }
