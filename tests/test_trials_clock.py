@@ -340,3 +340,21 @@ def test_the_decay_and_dropout_trial_changes_only_the_block_and_ffn_dropouts(tri
         "dropout": (0.1, 0.2),
         "ffn_dropout": (0.1, 0.2),
     }
+
+
+def test_the_lower_peak_trial_keeps_what_the_decay_takes(trials):
+    import math
+
+    base = "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"
+    trial = "delight_d160_depth2to4_ffn608_fast_prenorm_wd_lr2_hour"
+    assert changed(trials, base, trial) == {
+        "lr": ([0.003], [0.002]),
+        "weight_decay": (0.1, 0.15),
+    }
+    kept = []
+    for name in (base, trial):
+        schedule = parsed(trials, name)
+        rates = learning_rates(schedule, list(range(schedule.max_update)))
+        assert max(rates) == pytest.approx(schedule.lr[0])
+        kept.append(math.prod(1 - rate * schedule.weight_decay for rate in rates))
+    assert kept[1] == pytest.approx(kept[0], rel=1e-3)
