@@ -5,7 +5,8 @@ dropout of pre-norm, the same for a fixed number of updates, pre-norm on a small
 vocabulary, or a larger one in a table of the same size, pre-norm with dropout
 inside its DExTras and attentions, pre-norm at d_m 160 with FFNs 3 x d_m wide, and
 the same with DExTras half as deep and FFNs 608 wide, for 2,970 updates and for the
-updates it makes in the transformer's hour, then with weight decay."""
+updates it makes in the transformer's hour, then with weight decay, with decay and
+more dropout, and with decay at a lower peak LR."""
 
 import json
 
