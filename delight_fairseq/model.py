@@ -15,12 +15,13 @@ from torch import Tensor
 
 from . import fused, heap
 from .catalog import BENCHMARKS, Benchmark
-from .config import DeLighTConfig, config_from, resolve, side
+from .config import DeLighTConfig, config_from, side
 from .decoder import DeLighTDecoder
 from .embedding import DeLighTEmbedding, build_table
 from .encoder import DeLighTEncoder
 from .scaling import scaled_dropout
 from .state_checks import check_state_dict
+from .validation import resolve
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ import torch
 from fairseq.sequence_generator import SequenceGenerator
 
 from delight_fairseq.attention import SingleHeadAttention
-from delight_fairseq.config import DeLighTConfig, resolve
+from delight_fairseq.config import DeLighTConfig
 from delight_fairseq.inference import Engine
+from delight_fairseq.validation import resolve
 
 from helpers import DROPOUT_OFF, TINY_SHAPE, build, make_dictionary, n_params
 

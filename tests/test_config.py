@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from delight_fairseq.config import DeLighTConfig, Side, resolve, side
+from delight_fairseq.config import DeLighTConfig, Side, side
+from delight_fairseq.validation import resolve
 
 
 def test_each_side_reads_its_own_flags():

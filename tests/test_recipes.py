@@ -12,11 +12,12 @@ import yaml
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 from delight_fairseq.catalog import BENCHMARKS, get
-from delight_fairseq.config import config_from, resolve
+from delight_fairseq.config import config_from
 from delight_fairseq.tools import training
 from delight_fairseq.tools.prep import datasets
 from delight_fairseq.tools.synthetic import write_corpus
 from delight_fairseq.tools.training import hydra_config, train_args, update_freq
+from delight_fairseq.validation import resolve
 
 from helpers import REPO, hydra_train_tiny, preprocess, train_namespace
 
