@@ -161,8 +161,18 @@ class DeLighTConfig(FairseqDataclass):
     delight_attention_heads: int = field(
         default=1,
         metadata={
-            "help": "heads of every attention, each d_m/2 / heads wide, with the "
-            "same parameters (the paper: 1, a single head; more is off the paper)"
+            "help": "heads of every attention, each d_m/2 / heads wide (the "
+            "encoder-decoder one's: --delight-enc-dec-attn-dim / heads when set), "
+            "with the same parameters (the paper: 1, a single head; more is off the "
+            "paper)"
+        },
+    )
+    delight_enc_dec_attn_dim: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "width of each decoder block's encoder-decoder attention (its "
+            "q, k and v); when set it replaces d_m/2 and may reach d_m or more "
+            "(off the paper, whose attentions are all d_m/2 wide)"
         },
     )
     share_all_embeddings: bool = field(

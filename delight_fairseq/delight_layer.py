@@ -200,10 +200,11 @@ class DeLighTDecoderLayer(_DeLighTBlock):
     def __init__(self, cfg, side: Side, depth: int, width_mult: float):
         super().__init__(cfg, side, depth, width_mult)
         d_m = cfg.delight_emb_out_dim
-        proj = d_m // 2
+        # d_m/2 as the paper's, or --delight-enc-dec-attn-dim (off the paper)
+        cross = cfg.delight_enc_dec_attn_dim or d_m // 2
         self.encoder_attn = SingleHeadAttention(
             d_m,
-            proj,
+            cross,
             d_m,
             key_dim=d_m,
             dropout=cfg.attention_dropout,

@@ -75,6 +75,13 @@ def _validate_resolved(cfg: DeLighTConfig) -> None:
             f"attention's width d_m/2 = {d_m // 2} (--delight-emb-out-dim {d_m}); "
             f"use one of {divisors}"
         )
+    cross = cfg.delight_enc_dec_attn_dim
+    if cross is not None and (cross < 1 or cross % heads):
+        raise ValueError(
+            f"--delight-enc-dec-attn-dim is {cross}; it must be >= 1 and divisible "
+            f"by --delight-attention-heads ({heads}), or left unset for d_m/2 = "
+            f"{d_m // 2}"
+        )
     sides = (side(cfg, "enc"), side(cfg, "dec"))
     for s in sides:
         _validate_side(s, d_m)

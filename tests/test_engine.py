@@ -34,7 +34,8 @@ from helpers import (
 
 VOCAB = 40
 #: model variants: post-norm or pre-norm blocks, untied or tied output layer,
-#: with or without the projection d_m -> map_dim before it, FFNs wider than d_m
+#: with or without the projection d_m -> map_dim before it, FFNs wider than d_m,
+#: an encoder-decoder attention wider than the self-attention
 VARIANTS = {
     "post_norm_untied": {},
     "pre_norm_untied": dict(
@@ -43,6 +44,8 @@ VARIANTS = {
     "tied": dict(share_all_embeddings=True),
     "tied_no_projection": dict(share_all_embeddings=True, delight_emb_map_dim=32),
     "wide_ffn": dict(delight_enc_ffn_dim=96, delight_dec_ffn_dim=80),
+    # an encoder-decoder attention wider than d_m (32), its self-attention d_m/2
+    "wide_cross": dict(delight_enc_dec_attn_dim=48),
 }
 #: (beam, lenpen, max_len_a, max_len_b, min_len)
 SETTINGS = [

@@ -29,6 +29,12 @@ from helpers import build
         (dict(delight_dec_ffn_red=0), "--delight-dec-ffn-red"),
         (dict(delight_enc_ffn_dim=0), "--delight-enc-ffn-dim"),
         (dict(delight_dec_ffn_dim=-4), "--delight-dec-ffn-dim"),
+        (dict(delight_enc_dec_attn_dim=0), "--delight-enc-dec-attn-dim"),
+        # 4 heads do not split a 66-wide encoder-decoder attention
+        (
+            dict(delight_attention_heads=4, delight_enc_dec_attn_dim=66),
+            "--delight-enc-dec-attn-dim",
+        ),
         (dict(delight_enc_scaling="uniform"), "--delight-enc-scaling"),
         (dict(delight_dec_layers=0), "--delight-dec-layers"),
         (dict(dropout=1.0), "--dropout"),

@@ -150,6 +150,9 @@ def test_untied_output_adds_a_matrix():
         dict(delight_emb_out_dim=512, delight_enc_layers=5, delight_dec_layers=3),
         # FFN hidden widths set directly, wider than d_m (off the paper)
         dict(delight_emb_out_dim=160, delight_enc_ffn_dim=480, delight_dec_ffn_dim=96),
+        # the encoder-decoder attention set wider than d_m/2 (off the paper)
+        dict(delight_emb_out_dim=160, delight_enc_dec_attn_dim=160),
+        dict(delight_emb_out_dim=256, delight_enc_dec_attn_dim=96),
         dict(
             delight_emb_out_dim=256,
             delight_enc_scaling="uniform",
@@ -164,6 +167,7 @@ def test_other_configurations_follow_the_rules(overrides):
     model = build("delight", src_vocab=1_000, **overrides)
     cfg = model.cfg
     d_m, p = cfg.delight_emb_out_dim, cfg.delight_emb_out_dim // 2
+    c = cfg.delight_enc_dec_attn_dim or p  # the encoder-decoder attention's width
     cap = group_cap(d_m)
 
     def block(depth, mult, h, decoder):
@@ -171,7 +175,7 @@ def test_other_configurations_follow_the_rules(overrides):
         n += (p * 3 * p + 3 * p) + (p * d_m + d_m) + 2 * d_m  # attention + LayerNorm
         n += (d_m * h + h) + (h * d_m + d_m) + 2 * d_m  # FFN d_m -> h -> d_m
         if decoder:
-            n += (d_m * p + p) + (d_m * 2 * p + 2 * p) + (p * d_m + d_m) + 2 * d_m
+            n += (d_m * c + c) + (d_m * 2 * c + 2 * c) + (c * d_m + d_m) + 2 * d_m
         return n
 
     from delight_fairseq.scaling import block_schedule

@@ -111,7 +111,7 @@ def test_beam_search_close_to_float32(trained, beam):
 
 
 @pytest.mark.parametrize("glt", ["auto", "int8", "dequant"])
-@pytest.mark.parametrize("variant", ["pre_norm_untied", "tied"])
+@pytest.mark.parametrize("variant", ["pre_norm_untied", "tied", "wide_cross"])
 def test_modes_and_variants_decode(variant, glt):
     """float64 untrained models (decoded in float32), every GLT mode and
     both encoder modes, beams 1 and 5."""

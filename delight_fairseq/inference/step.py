@@ -16,7 +16,8 @@ The arithmetic is the model's (docs/architecture.md sections 5-7): scaled
 look-up -> embedding DExTra -> + sinusoidal position (both through the
 decoder's modules; the embedding of the whole vocabulary is computed once);
 per block the DExTra (on the fused GLT kernel where the modules use it),
-single-head attention d_m/2 wide with its query scaled before the product
+single-head attention d_m/2 wide (the encoder-decoder one as wide as
+``--delight-enc-dec-attn-dim`` when set) with its query scaled before the product
 and its softmax in float32, the light FFN, residuals and LayerNorms after
 (post-norm) or before (pre-norm) each part; then the final LayerNorm of a
 pre-norm stack, the projection to the table's width and the tied or untied
@@ -82,7 +83,8 @@ class KeyValueCache:
 
 
 class EncoderState:
-    """Per block, the encoder output's keys and values (sentences x S x d/2),
+    """Per block, the encoder output's keys and values (sentences x S x the
+    encoder-decoder attention's width, d_m/2 unless set otherwise),
     and the source padding mask (sentences x 1 x S, True at padding)."""
 
     def __init__(self, keys: List[Tensor], values: List[Tensor], padding: Tensor):
@@ -224,12 +226,13 @@ class DecoderStep:
             residual = x
             norm = block.encoder_attn_norm
             q = block.q(norm.pre(x)) * block.encoder_scaling
-            q = q.view(n_sent, rows // n_sent, dh)
+            # its width is d_m/2, or --delight-enc-dec-attn-dim's
+            q = q.view(n_sent, rows // n_sent, -1)
             scores = torch.bmm(q, enc.keys[i].transpose(1, 2))
             if enc.any_padding:
                 scores = scores.masked_fill(enc.padding, float("-inf"))
             probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-            h = torch.bmm(probs, enc.values[i]).view(rows, dh)
+            h = torch.bmm(probs, enc.values[i]).view(rows, -1)
             x = norm.post(block.encoder_out(h), residual)
 
             # the light FFN
