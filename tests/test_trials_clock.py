@@ -6,7 +6,8 @@ vocabulary, or a larger one in a table of the same size, pre-norm with dropout
 inside its DExTras and attentions, pre-norm at d_m 160 with FFNs 3 x d_m wide, and
 the same with DExTras half as deep and FFNs 608 wide, for 2,970 updates and for the
 updates it makes in the transformer's hour, then with weight decay, with decay and
-more dropout, and with decay at a lower peak LR."""
+more dropout, with decay at a lower peak LR, and with decay and an encoder-decoder
+attention d_m wide."""
 
 import json
 
@@ -359,3 +360,28 @@ def test_the_lower_peak_trial_keeps_what_the_decay_takes(trials):
         assert max(rates) == pytest.approx(schedule.lr[0])
         kept.append(math.prod(1 - rate * schedule.weight_decay for rate in rates))
     assert kept[1] == pytest.approx(kept[0], rel=1e-3)
+
+
+def test_the_wide_cross_attention_trial_pays_for_it_with_the_ffns(trials):
+    base = "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"
+    trial = "delight_d160_depth2to4_ffn528_cross160_fast_prenorm_wd_hour"
+    assert changed(trials, base, trial) == {
+        "delight_enc_dec_attn_dim": (None, 160),
+        "delight_enc_ffn_dim": (608, 528),
+        "delight_dec_ffn_dim": (608, 528),
+    }
+    model = built(trials, trial, 6_008)
+    # each decoder block's q: d_m -> 160, k and v: d_m -> 2 x 160, out: 160 -> d_m;
+    # the self-attentions stay d_m/2 = 80 wide
+    for layer in model.decoder.layers:
+        attn = layer.encoder_attn
+        assert attn.q_proj.weight.shape == (160, 160)
+        assert attn.kv_proj.weight.shape == (320, 160)
+        assert attn.out_proj.weight.shape == (160, 160)
+        assert attn.scaling == pytest.approx(160**-0.5)
+        assert layer.self_attn.qkv_proj.weight.shape == (240, 80)
+    assert ffn_shapes(model) == {((528, 160), (160, 528))}
+    # 4 blocks x 51,440 more in attention, 8 FFNs x 80 x 321 fewer
+    before = n_params(built(trials, base, 6_008))
+    assert n_params(model) == before + 4 * 51_440 - 8 * 80 * 321 == 3_516_464
+    assert n_params(model) <= half_the_transformer(trials)
