@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multi30k  # noqa: E402
@@ -139,11 +139,19 @@ TRIALS = {
         + annealing(MODELS["delight_d192"], D208_W1_FFN1_HOUR),
     ),
 }
+
+
+def extended(trial: str, flags: List[str]) -> Tuple[str, List[str]]:
+    """``trial``'s model and flags with ``flags`` after them: a trial that changes
+    an earlier one."""
+    model, extra = TRIALS[trial]
+    return model, extra + flags
+
+
 # the eighth trial with twice the label smoothing (0.2): the two settings that scored
 # best on validation among the DeLighT trials, together
-TRIALS["delight_d192_ffn1_ls_cosine"] = (
-    "delight_d192",
-    TRIALS["delight_d192_ffn1_cosine"][1] + ["--label-smoothing", "0.2"],
+TRIALS["delight_d192_ffn1_ls_cosine"] = extended(
+    "delight_d192_ffn1_cosine", ["--label-smoothing", "0.2"]
 )
 # what delight_d192_ffn1_reg_cosine makes in 60 minutes here: a 2.5-minute probe of
 # it alone (0.85 updates/s, against 0.99-1.01 for the eighth trial's) times 0.95, as
@@ -176,9 +184,8 @@ TRIALS["delight_d192_ffn1_heads4_cosine"] = (
 # none): it ends the hour 0.6 nats lower on training than on validation, the
 # size-matched transformer 0.25, and more dropout slowed its learning (the eleventh
 # trial); the decay changes no speed, so the period stays FFN1_D192_HOUR
-TRIALS["delight_d192_ffn1_wd_cosine"] = (
-    "delight_d192",
-    TRIALS["delight_d192_ffn1_cosine"][1] + ["--weight-decay", "0.01"],
+TRIALS["delight_d192_ffn1_wd_cosine"] = extended(
+    "delight_d192_ffn1_cosine", ["--weight-decay", "0.01"]
 )
 # the eighth trial with its LR annealed over the hour's wall clock (the plugin's
 # --lr-scheduler wallclock_cosine) instead of over an estimate of its updates: its
@@ -190,48 +197,41 @@ TRIALS["delight_d192_ffn1_clock"] = (
 # the clock trial with its dropout masks drawn by the fused kernel
 # (--delight-fast-dropout): the same distribution, other draws; 1.04x the training
 # tokens/s at this dropout (README, Speed)
-TRIALS["delight_d192_ffn1_clock_fast"] = (
-    "delight_d192",
-    TRIALS["delight_d192_ffn1_clock"][1] + ["--delight-fast-dropout"],
+TRIALS["delight_d192_ffn1_clock_fast"] = extended(
+    "delight_d192_ffn1_clock", ["--delight-fast-dropout"]
 )
 # the fifteenth trial with batches of 2,048 tokens instead of COMMON's 4,096: twice
 # the updates in the hour at about the same tokens/s, each on half the tokens (the
 # batch is the one setting no earlier trial of either family changed)
-TRIALS["delight_d192_ffn1_clock_fast_b2048"] = (
-    "delight_d192",
-    TRIALS["delight_d192_ffn1_clock_fast"][1] + ["--max-tokens", "2048"],
+TRIALS["delight_d192_ffn1_clock_fast_b2048"] = extended(
+    "delight_d192_ffn1_clock_fast", ["--max-tokens", "2048"]
 )
 # the fifteenth trial with a deep encoder and a shallow decoder: 6 + 2 blocks instead
 # of 4 + 4, the same depths 3 -> 6 on each side (3.34 M parameters, 47 %); the decoder
 # runs at every step of a beam search, the encoder once
-TRIALS["delight_d192_ffn1_clock_fast_e6d2"] = (
-    "delight_d192",
-    TRIALS["delight_d192_ffn1_clock_fast"][1]
-    + ["--delight-enc-layers", "6", "--delight-dec-layers", "2"],
+TRIALS["delight_d192_ffn1_clock_fast_e6d2"] = extended(
+    "delight_d192_ffn1_clock_fast",
+    ["--delight-enc-layers", "6", "--delight-dec-layers", "2"],
 )
 # the fifteenth trial with pre-norm blocks (off the paper, which is post-norm; fairseq's
 # --encoder-normalize-before and --decoder-normalize-before): each sublayer normalizes
 # its input, and each side ends with one more LayerNorm
-TRIALS["delight_d192_ffn1_clock_fast_prenorm"] = (
-    "delight_d192",
-    TRIALS["delight_d192_ffn1_clock_fast"][1]
-    + ["--encoder-normalize-before", "--decoder-normalize-before"],
+TRIALS["delight_d192_ffn1_clock_fast_prenorm"] = extended(
+    "delight_d192_ffn1_clock_fast",
+    ["--encoder-normalize-before", "--decoder-normalize-before"],
 )
 # the eighteenth trial at peak LR 0.005 instead of 0.003 (the same warmup): pre-norm
 # blocks learn faster per update in both of its seeds, and deep post-norm stacks are
 # the ones a high LR upsets (the fourth trial, post-norm, lost 0.7 at 0.006)
-TRIALS["delight_d192_ffn1_clock_fast_prenorm_lr5"] = (
-    "delight_d192",
-    TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1] + ["--lr", "0.005"],
+TRIALS["delight_d192_ffn1_clock_fast_prenorm_lr5"] = extended(
+    "delight_d192_ffn1_clock_fast_prenorm", ["--lr", "0.005"]
 )
 # the eighteenth trial with twice its block and FFN dropout (0.2): pre-norm learns
 # faster per update in both of its seeds, and the eleventh trial's 0.2 (post-norm)
 # lost by learning slower; every setting of this shape ends the hour about 0.6 nats
 # lower on training than on validation
-TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"] = (
-    "delight_d192",
-    TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1]
-    + ["--dropout", "0.2", "--ffn-dropout", "0.2"],
+TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"] = extended(
+    "delight_d192_ffn1_clock_fast_prenorm", ["--dropout", "0.2", "--ffn-dropout", "0.2"]
 )
 # what the eighteenth trial's seeds made in their hours (2,904 and 3,038 updates)
 PRENORM_HOUR = 2_970
@@ -333,39 +333,33 @@ TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"] = (
 # 0.01 shrank the weights by only about 5 % over its whole schedule (the sum of its
 # LRs is about 5.4), where 0.1 shrinks them by about 43 %; more dropout, the other
 # regularizer, slowed learning per update (the eleventh and twentieth trials)
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"] = (
-    "delight_d192",
-    TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"][1]
-    + ["--weight-decay", "0.1"],
+TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"] = extended(
+    "delight_d160_depth2to4_ffn608_fast_prenorm_hour", ["--weight-decay", "0.1"]
 )
 # the twenty-seventh trial's decay tripled (0.3; weights shrunk to about 18 % over the
 # schedule): 0.1 lowered the validation loss by 0.04 and raised the training loss by
 # 0.12, a gap still twice the size-matched transformer's; stopped at 2,520 updates,
 # where its validation loss was 0.16 above both lighter decays' (docs/recipes.md)
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd3_hour"] = (
-    "delight_d192",
-    TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"][1]
-    + ["--weight-decay", "0.3"],
+TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd3_hour"] = extended(
+    "delight_d160_depth2to4_ffn608_fast_prenorm_hour", ["--weight-decay", "0.3"]
 )
 # the twenty-seventh trial with block and FFN dropout 0.2 instead of 0.1: its decay
 # lowered the validation loss by 0.04 and left a train/valid gap of 0.57-0.62 nats,
 # more than twice the size-matched transformer's (dropout 0.3); 0.2 alone, on the
 # d_m 192 pre-norm shape (the twentieth trial), slowed early learning and ended at its
 # base's loss, so this asks whether the two regularizers add up
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_drop2_hour"] = (
-    "delight_d192",
-    TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"][1]
-    + ["--dropout", "0.2", "--ffn-dropout", "0.2"],
+TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_drop2_hour"] = extended(
+    "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour",
+    ["--dropout", "0.2", "--ffn-dropout", "0.2"],
 )
 # the twenty-seventh trial at peak LR 0.002 instead of 0.003 (the transformer's peak;
 # the same warmup) with decay 0.15, so that lr x decay, what the decay takes from a
 # weight at each update, stays the twenty-seventh's: every trial of a higher peak tied
 # or lost, no trial went lower, and neither regularizer moved the shape's validation
 # loss below 2.30 (the twenty-ninth ends where the twenty-seventh does)
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_lr2_hour"] = (
-    "delight_d192",
-    TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"][1]
-    + ["--lr", "0.002", "--weight-decay", "0.15"],
+TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_lr2_hour"] = extended(
+    "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour",
+    ["--lr", "0.002", "--weight-decay", "0.15"],
 )
 # the twenty-seventh trial with an encoder-decoder attention d_m wide (160, 1 head;
 # --delight-enc-dec-attn-dim, off the paper's d_m/2) and FFNs 528 wide instead of 608 to
@@ -373,11 +367,16 @@ TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_lr2_hour"] = (
 # moved this shape's validation loss from 2.30, and it spends 13 % of its parameters
 # on attention where the size-matched transformer spends 30 %, a third of them on
 # attending to the source (the transformer's is 172 wide, DeLighT's 80)
-TRIALS["delight_d160_depth2to4_ffn528_cross160_fast_prenorm_wd_hour"] = (
-    "delight_d192",
-    TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"][1]
-    + ["--delight-enc-dec-attn-dim", "160"]
-    + ["--delight-enc-ffn-dim", "528", "--delight-dec-ffn-dim", "528"],
+TRIALS["delight_d160_depth2to4_ffn528_cross160_fast_prenorm_wd_hour"] = extended(
+    "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour",
+    [
+        "--delight-enc-dec-attn-dim",
+        "160",
+        "--delight-enc-ffn-dim",
+        "528",
+        "--delight-dec-ffn-dim",
+        "528",
+    ],  # fmt: skip
 )
 # the sentencepiece pieces of the models that do not train on the recipe's data-bin
 PIECES = {
