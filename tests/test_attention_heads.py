@@ -1,8 +1,7 @@
 """``--delight-attention-heads``: the attention split into heads (off the paper,
 which has one). The split keeps every parameter, equals a naive per-head
-computation, and beam-searches through fairseq; the lean engine, which runs
-the paper's single head, refuses such a model. Incremental decoding with heads
-is tested in test_decoding.py."""
+computation, and beam-searches through fairseq. Incremental decoding with heads
+is tested in test_decoding.py, the lean engine's in test_engine.py ("heads")."""
 
 import math
 
@@ -12,7 +11,6 @@ from fairseq.sequence_generator import SequenceGenerator
 
 from delight_fairseq.attention import SingleHeadAttention
 from delight_fairseq.config import DeLighTConfig
-from delight_fairseq.inference import Engine
 from delight_fairseq.validation import resolve
 
 from helpers import DROPOUT_OFF, TINY_SHAPE, build, make_dictionary, n_params
@@ -106,14 +104,6 @@ def test_fairseq_beam_search_decodes_a_model_with_heads():
     for sentence in hypos:
         for hypo in sentence:
             assert hypo["tokens"][-1] == d.eos() and len(hypo["tokens"]) <= 9
-
-
-def test_the_engine_refuses_heads_and_names_the_flag_and_the_way_out():
-    model = build("delight", src_vocab=40, delight_attention_heads=2, **TINY_SHAPE)
-    with pytest.raises(
-        ValueError, match="--delight-attention-heads 2.*--fp32-reference"
-    ):
-        Engine(model, make_dictionary(40))
 
 
 def test_heads_script_as_the_eager_module():

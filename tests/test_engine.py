@@ -35,7 +35,7 @@ from helpers import (
 VOCAB = 40
 #: model variants: post-norm or pre-norm blocks, untied or tied output layer,
 #: with or without the projection d_m -> map_dim before it, FFNs wider than d_m,
-#: an encoder-decoder attention wider than the self-attention
+#: an encoder-decoder attention wider than the self-attention, attentions in heads
 VARIANTS = {
     "post_norm_untied": {},
     "pre_norm_untied": dict(
@@ -46,6 +46,9 @@ VARIANTS = {
     "wide_ffn": dict(delight_enc_ffn_dim=96, delight_dec_ffn_dim=80),
     # an encoder-decoder attention wider than d_m (32), its self-attention d_m/2
     "wide_cross": dict(delight_enc_dec_attn_dim=48),
+    # --delight-attention-heads: self-attention in 4 heads of 4, the 48-wide
+    # encoder-decoder attention in 4 of 12
+    "heads": dict(delight_attention_heads=4, delight_enc_dec_attn_dim=48),
 }
 #: (beam, lenpen, max_len_a, max_len_b, min_len)
 SETTINGS = [

@@ -111,7 +111,7 @@ def test_beam_search_close_to_float32(trained, beam):
 
 
 @pytest.mark.parametrize("glt", ["auto", "int8", "dequant"])
-@pytest.mark.parametrize("variant", ["pre_norm_untied", "tied", "wide_cross"])
+@pytest.mark.parametrize("variant", ["pre_norm_untied", "tied", "wide_cross", "heads"])
 def test_modes_and_variants_decode(variant, glt):
     """float64 untrained models (decoded in float32), every GLT mode and
     both encoder modes, beams 1 and 5."""
@@ -178,8 +178,9 @@ def test_save_and_load_give_identical_outputs(trained, tmp_path):
     assert state["format"] == "delight-fairseq-int8-engine"
 
 
-def test_save_and_load_every_mode(tmp_path):
-    model, d, src, lengths = random_model("pre_norm_untied")
+@pytest.mark.parametrize("variant", ["pre_norm_untied", "heads"])
+def test_save_and_load_every_mode(tmp_path, variant):
+    model, d, src, lengths = random_model(variant)
     for glt, encoder in (("int8", "int8"), ("dequant", "dequant"), ("auto", "int8")):
         engine = Engine(model, d, beam=3, max_len_b=10)
         quantize_engine(engine, glt=glt, encoder=encoder)
@@ -239,7 +240,7 @@ def test_size_accounting(variant, tmp_path):
 def test_functional_encoder_is_the_module():
     """The encoder the quantized engine runs, over float weights, is the
     model's encoder."""
-    for variant in ("post_norm_untied", "pre_norm_untied"):
+    for variant in ("post_norm_untied", "pre_norm_untied", "heads"):
         model, _, src, lengths = random_model(variant)
         with torch.no_grad():
             ref = model.encoder(src, src_lengths=lengths)

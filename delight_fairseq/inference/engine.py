@@ -83,13 +83,6 @@ class Engine:
                 "Engine decodes a DeLighT model (DeLighTTransformerModel); got "
                 f"{type(model).__name__}"
             )
-        heads = model.decoder.layers[0].self_attn.heads
-        if heads != 1:
-            raise ValueError(
-                f"the engine runs the paper's single-head attention; this model has "
-                f"--delight-attention-heads {heads}. Decode it with fairseq-generate, "
-                "or with delight-translate --fp32-reference"
-            )
         model.eval()
         self.model = model
         self._configure(

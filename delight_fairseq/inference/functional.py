@@ -169,6 +169,8 @@ class DExTra:
 class DecoderBlock:
     """One decoder block's weights (delight_layer.DeLighTDecoderLayer)."""
 
+    heads = 1  # what an int8 engine saved before heads were read has
+
     def __init__(self, layer):
         self.dextra = DExTra(layer.dextra)
         sa, ea, ffn = layer.self_attn, layer.encoder_attn, layer.ffn
@@ -181,6 +183,7 @@ class DecoderBlock:
         self.kv = Linear(ea.kv_proj)
         self.encoder_out = Linear(ea.out_proj)
         self.encoder_scaling = ea.scaling
+        self.heads = sa.heads  # both attentions' (--delight-attention-heads)
         self.ffn_norm = Sublayer(layer.ffn_norm)
         self.fc1 = Linear(ffn.fc1)
         self.fc2 = Linear(ffn.fc2)
@@ -254,12 +257,15 @@ class Embedding:
 class EncoderBlock:
     """One encoder block (delight_layer.DeLighTEncoderLayer)."""
 
+    heads = 1  # as DecoderBlock.heads
+
     def __init__(self, layer):
         self.dextra = DExTra(layer.dextra)
         self.self_attn_norm = Sublayer(layer.self_attn_norm)
         self.qkv = Linear(layer.self_attn.qkv_proj)
         self.self_out = Linear(layer.self_attn.out_proj)
         self.scaling = layer.self_attn.scaling
+        self.heads = layer.self_attn.heads
         self.ffn_norm = Sublayer(layer.ffn_norm)
         self.fc1 = Linear(layer.ffn.fc1)
         self.fc2 = Linear(layer.ffn.fc2)
@@ -270,12 +276,18 @@ class EncoderBlock:
         residual = x
         h = self.dextra(self.self_attn_norm.pre(x).reshape(-1, d_m), kernel)
         q, k, v = self.qkv(h.view(length, bsz, -1)).chunk(3, dim=-1)
-        q = (q * self.scaling).transpose(0, 1)
-        scores = torch.bmm(q, k.transpose(0, 1).transpose(1, 2))
+        # S x B x C -> (B x heads) x S x C / heads, each sentence's heads together
+        heads = self.heads
+        split = (length, bsz * heads, q.size(-1) // heads)
+        q = (q * self.scaling).reshape(split).transpose(0, 1)
+        scores = torch.bmm(q, k.reshape(split).transpose(0, 1).transpose(1, 2))
         if padding is not None:
+            if heads > 1:
+                padding = padding.repeat_interleave(heads, dim=0)
             scores = scores.masked_fill(padding, float("-inf"))
         probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-        h = torch.bmm(probs, v.transpose(0, 1)).transpose(0, 1)
+        h = torch.bmm(probs, v.reshape(split).transpose(0, 1)).transpose(0, 1)
+        h = h.reshape(length, bsz, -1)  # the heads side by side
         x = self.self_attn_norm.post(self.self_out(h), residual)
 
         norm = self.ffn_norm
