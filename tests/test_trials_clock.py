@@ -385,3 +385,17 @@ def test_the_wide_cross_attention_trial_pays_for_it_with_the_ffns(trials):
     before = n_params(built(trials, base, 6_008))
     assert n_params(model) == before + 4 * 51_440 - 8 * 80 * 321 == 3_516_464
     assert n_params(model) <= half_the_transformer(trials)
+
+
+def test_the_heads_trial_splits_both_attentions_into_four(trials):
+    base = "delight_d160_depth2to4_ffn528_cross160_fast_prenorm_wd_hour"
+    trial = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_hour"
+    assert changed(trials, base, trial) == {"delight_attention_heads": (1, 4)}
+    model = built(trials, trial, 6_008)
+    for layer in model.decoder.layers:
+        # the encoder-decoder attention in heads of 40, the self-attention of 20
+        assert layer.encoder_attn.heads == layer.self_attn.heads == 4
+        assert layer.encoder_attn.scaling == pytest.approx(40**-0.5)
+        assert layer.self_attn.scaling == pytest.approx(20**-0.5)
+    assert all(layer.self_attn.heads == 4 for layer in model.encoder.layers)
+    assert n_params(model) == n_params(built(trials, base, 6_008)) == 3_516_464
