@@ -379,8 +379,8 @@ TRIALS["delight_d160_depth2to4_ffn528_cross160_fast_prenorm_wd_hour"] = extended
     ],  # fmt: skip
 )
 # the thirty-first trial with its attentions split into 4 heads (off the paper's one;
-# the same parameters): its encoder-decoder attention is now the transformer's, 160
-# wide in 4 heads of 40, and of a transformer's attentions those over the source are
+# the same parameters): its encoder-decoder attention, 160 wide, now has 4 heads of 40
+# as the transformer's has 4 of 43, and of a transformer's attentions those over the source are
 # the ones that lose most when cut to one head (Michel et al., 2019); the twelfth
 # trial split only the d_m/2-wide attentions of the d_m 192 shape, into heads of 24
 TRIALS["delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_hour"] = extended(
