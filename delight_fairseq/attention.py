@@ -20,6 +20,25 @@ from . import fused
 from .group_linear import Linear
 
 
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """B x L x C -> (B x heads) x L x C / heads, each sample's heads together
+    (head h: channels h x C/heads to (h + 1) x C/heads)."""
+    if heads == 1:
+        return x
+    b, length, width = x.shape
+    x = x.reshape(b, length, heads, width // heads).transpose(1, 2)
+    return x.reshape(b * heads, length, width // heads)
+
+
+def merge_heads(x: Tensor, heads: int) -> Tensor:
+    """(B x heads) x L x C / heads -> B x L x C, the heads side by side."""
+    if heads == 1:
+        return x
+    rows, length, width = x.shape
+    x = x.reshape(rows // heads, heads, length, width).transpose(1, 2)
+    return x.reshape(rows // heads, length, heads * width)
+
+
 @with_incremental_state
 class SingleHeadAttention(nn.Module):
     """One attention head of width ``proj_dim`` with an output of ``out_dim``,
@@ -128,44 +147,29 @@ class SingleHeadAttention(nn.Module):
 
         # the cache keeps whole widths (B x S x C); heads split them here
         batch = q.size(0)
-        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        heads = self.heads
+        q, k, v = split_heads(q, heads), split_heads(k, heads), split_heads(v, heads)
         # B' x T x C' @ B' x C' x S -> B' x T x S, where B' = B x heads
         scores = torch.bmm(q, k.transpose(1, 2))
         if attn_mask is not None:
             scores = scores + attn_mask.unsqueeze(0)
         if key_padding_mask is not None:
             padding = key_padding_mask.to(torch.bool)
-            if self.heads > 1:
-                padding = padding.repeat_interleave(self.heads, dim=0)
+            if heads > 1:
+                padding = padding.repeat_interleave(heads, dim=0)
             scores = scores.masked_fill(padding.unsqueeze(1), float("-inf"))
         weights = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
         probs = fused.dropout(weights, self.dropout, self.training, self.fast_dropout)
         # B' x T x S @ B' x S x C' -> B' x T x C' -> T x B x C
-        out = self._merge(torch.bmm(probs, v), batch).transpose(0, 1)
+        out = merge_heads(torch.bmm(probs, v), heads).transpose(0, 1)
         out = self.out_proj(out)
         if need_weights:
-            if self.heads > 1:
+            if heads > 1:
                 # averaged over the heads, as fairseq's MultiheadAttention does
-                weights = weights.view(batch, self.heads, -1, weights.size(-1))
+                weights = weights.view(batch, heads, -1, weights.size(-1))
                 weights = weights.mean(dim=1)
             return out, weights
         return out, None
-
-    def _heads(self, x: Tensor) -> Tensor:
-        """B x L x C -> (B x heads) x L x C / heads, each sample's heads together."""
-        if self.heads == 1:
-            return x
-        b, length, width = x.shape
-        x = x.reshape(b, length, self.heads, width // self.heads).transpose(1, 2)
-        return x.reshape(b * self.heads, length, width // self.heads)
-
-    def _merge(self, x: Tensor, batch: int) -> Tensor:
-        """(B x heads) x L x C / heads -> B x L x C, the heads side by side."""
-        if self.heads == 1:
-            return x
-        _, length, width = x.shape
-        x = x.reshape(batch, self.heads, length, width).transpose(1, 2)
-        return x.reshape(batch, length, self.heads * width)
 
     def reorder_incremental_state(
         self,

@@ -26,6 +26,7 @@ from fairseq.modules.sinusoidal_positional_embedding import (
 from torch import Tensor
 
 from .. import fused
+from ..attention import merge_heads, split_heads
 from ..dextra import mix_grouped
 from ..group_linear import GroupLinear as _GroupLinearModule
 
@@ -34,6 +35,24 @@ def glt_kernel(like: Tensor):
     """The compiled GLT-tail kernel if the model's modules would use it on
     tensors like ``like`` (fused.usable), else None (eager operations)."""
     return fused.load() if fused.usable(like) else None
+
+
+def attend(
+    q: Tensor, keys: Tensor, values: Tensor, heads: int, padding: Optional[Tensor]
+) -> Tensor:
+    """Attention as attention.SingleHeadAttention computes it in eval mode:
+    q: B x L x C (already scaled), keys and values: B x S x C, padding:
+    B x 1 x S (True at padding) or None; split into ``heads`` heads
+    (--delight-attention-heads, off the paper) when more than one. Returns
+    B x L x C, the heads side by side."""
+    q, keys, values = (split_heads(t, heads) for t in (q, keys, values))
+    scores = torch.bmm(q, keys.transpose(1, 2))
+    if padding is not None:
+        if heads > 1:
+            padding = padding.repeat_interleave(heads, dim=0)
+        scores = scores.masked_fill(padding, float("-inf"))
+    probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
+    return merge_heads(torch.bmm(probs, values), heads)
 
 
 class Norm:
@@ -276,19 +295,9 @@ class EncoderBlock:
         residual = x
         h = self.dextra(self.self_attn_norm.pre(x).reshape(-1, d_m), kernel)
         q, k, v = self.qkv(h.view(length, bsz, -1)).chunk(3, dim=-1)
-        # S x B x C -> (B x heads) x S x C / heads, each sentence's heads together
-        heads = self.heads
-        split = (length, bsz * heads, q.size(-1) // heads)
-        q = (q * self.scaling).reshape(split).transpose(0, 1)
-        scores = torch.bmm(q, k.reshape(split).transpose(0, 1).transpose(1, 2))
-        if padding is not None:
-            if heads > 1:
-                padding = padding.repeat_interleave(heads, dim=0)
-            scores = scores.masked_fill(padding, float("-inf"))
-        probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-        h = torch.bmm(probs, v.reshape(split).transpose(0, 1)).transpose(0, 1)
-        h = h.reshape(length, bsz, -1)  # the heads side by side
-        x = self.self_attn_norm.post(self.self_out(h), residual)
+        q = (q * self.scaling).transpose(0, 1)
+        h = attend(q, k.transpose(0, 1), v.transpose(0, 1), self.heads, padding)
+        x = self.self_attn_norm.post(self.self_out(h.transpose(0, 1)), residual)
 
         norm = self.ffn_norm
         h = norm.pre(x)

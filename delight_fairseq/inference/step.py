@@ -28,10 +28,9 @@ output layer. Dropout is off, as in eval mode.
 from typing import List
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .functional import DecoderWeights, glt_kernel
+from .functional import DecoderWeights, attend, glt_kernel
 
 #: Above this many elements (V x d_m) the decoder's token embeddings are
 #: computed per step instead of once for the whole vocabulary.
@@ -217,12 +216,7 @@ class DecoderStep:
             kv_all[:, step, i] = qkv[:, dh:].view(rows, 2, dh)
             keys = kv_all[:, : step + 1, i, 0]
             values = kv_all[:, : step + 1, i, 1]
-            if block.heads == 1:
-                scores = torch.bmm(q.unsqueeze(1), keys.transpose(1, 2))
-                probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-                h = torch.bmm(probs, values)
-            else:
-                h = split_heads_attention(q.unsqueeze(1), keys, values, block.heads)
+            h = attend(q.unsqueeze(1), keys, values, block.heads, None)
             x = norm.post(block.self_out(h.view(rows, dh)), residual)
 
             # encoder-decoder attention: the beams of a sentence share its
@@ -233,16 +227,7 @@ class DecoderStep:
             # its width is d_m/2, or --delight-enc-dec-attn-dim's
             q = q.view(n_sent, rows // n_sent, -1)
             padding = enc.padding if enc.any_padding else None
-            if block.heads == 1:
-                scores = torch.bmm(q, enc.keys[i].transpose(1, 2))
-                if padding is not None:
-                    scores = scores.masked_fill(padding, float("-inf"))
-                probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-                h = torch.bmm(probs, enc.values[i])
-            else:
-                h = split_heads_attention(
-                    q, enc.keys[i], enc.values[i], block.heads, padding
-                )
+            h = attend(q, enc.keys[i], enc.values[i], block.heads, padding)
             x = norm.post(block.encoder_out(h.view(rows, -1)), residual)
 
             # the light FFN
@@ -274,26 +259,6 @@ class DecoderStep:
         if bias is not None:
             return torch.addmm(bias, x, weight.t(), out=out[:rows])
         return torch.mm(x, weight.t(), out=out[:rows])
-
-
-def split_heads_attention(
-    q: Tensor, keys: Tensor, values: Tensor, heads: int, padding=None
-) -> Tensor:
-    """Attention in ``heads`` heads (--delight-attention-heads, off the paper),
-    as attention.SingleHeadAttention computes it: q: B x L x C (already
-    scaled), keys and values: B x S x C, padding: B x 1 x S (True at padding)
-    or None. Head h is channels h x C/heads to (h + 1) x C/heads of each.
-    Returns B x L x C, the heads side by side."""
-    batch, length, width = q.shape
-    sub = width // heads
-    q = q.view(batch, length, heads, sub).transpose(1, 2)  # B x H x L x C/H
-    keys = keys.unflatten(-1, (heads, sub)).permute(0, 2, 3, 1)  # B x H x C/H x S
-    values = values.unflatten(-1, (heads, sub)).transpose(1, 2)  # B x H x S x C/H
-    scores = torch.matmul(q, keys)
-    if padding is not None:
-        scores = scores.masked_fill(padding.unsqueeze(1), float("-inf"))
-    probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-    return torch.matmul(probs, values).transpose(1, 2).reshape(batch, length, width)
 
 
 def reuse_buffer(buf: Tensor, rows: int, cols: int, dtype, device) -> Tensor:
