@@ -1,7 +1,7 @@
 """The 60-minute trials of issue 9 (docs/recipes.md, "Past the recipe's length"):
 each is a model of the shoot-out (multi30k.MODELS) and the flags it adds, nothing else
 changed but, for the models in PIECES, the vocabulary (data_bin). ALL_MODELS holds
-both; curves.py trains any of them.
+both; curves.py trains any of them. The trials at d_m 160 are in trials_d160.py.
 
     python benchmarks/trials.py args MODEL     # fairseq-train flags of one model
                                                # (and, on stderr, its own data-bin)
@@ -12,11 +12,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multi30k  # noqa: E402
+import trials_d160  # noqa: E402
 from multi30k import BASE, MODELS, annealing, for_updates, recipe  # noqa: E402
+from trials_d160 import extend  # noqa: E402
 
 # what delight_d192 makes in 60 minutes here (its runs: 4,678 and 4,681 updates)
 D192_HOUR = 4_680
@@ -141,17 +143,10 @@ TRIALS = {
 }
 
 
-def extended(trial: str, flags: List[str]) -> Tuple[str, List[str]]:
-    """``trial``'s model and flags with ``flags`` after them: a trial that changes
-    an earlier one."""
-    model, extra = TRIALS[trial]
-    return model, extra + flags
-
-
 # the eighth trial with twice the label smoothing (0.2): the two settings that scored
 # best on validation among the DeLighT trials, together
-TRIALS["delight_d192_ffn1_ls_cosine"] = extended(
-    "delight_d192_ffn1_cosine", ["--label-smoothing", "0.2"]
+TRIALS["delight_d192_ffn1_ls_cosine"] = extend(
+    TRIALS, "delight_d192_ffn1_cosine", ["--label-smoothing", "0.2"]
 )
 # what delight_d192_ffn1_reg_cosine makes in 60 minutes here: a 2.5-minute probe of
 # it alone (0.85 updates/s, against 0.99-1.01 for the eighth trial's) times 0.95, as
@@ -184,8 +179,8 @@ TRIALS["delight_d192_ffn1_heads4_cosine"] = (
 # none): it ends the hour 0.6 nats lower on training than on validation, the
 # size-matched transformer 0.25, and more dropout slowed its learning (the eleventh
 # trial); the decay changes no speed, so the period stays FFN1_D192_HOUR
-TRIALS["delight_d192_ffn1_wd_cosine"] = extended(
-    "delight_d192_ffn1_cosine", ["--weight-decay", "0.01"]
+TRIALS["delight_d192_ffn1_wd_cosine"] = extend(
+    TRIALS, "delight_d192_ffn1_cosine", ["--weight-decay", "0.01"]
 )
 # the eighth trial with its LR annealed over the hour's wall clock (the plugin's
 # --lr-scheduler wallclock_cosine) instead of over an estimate of its updates: its
@@ -197,41 +192,45 @@ TRIALS["delight_d192_ffn1_clock"] = (
 # the clock trial with its dropout masks drawn by the fused kernel
 # (--delight-fast-dropout): the same distribution, other draws; 1.04x the training
 # tokens/s at this dropout (README, Speed)
-TRIALS["delight_d192_ffn1_clock_fast"] = extended(
-    "delight_d192_ffn1_clock", ["--delight-fast-dropout"]
+TRIALS["delight_d192_ffn1_clock_fast"] = extend(
+    TRIALS, "delight_d192_ffn1_clock", ["--delight-fast-dropout"]
 )
 # the fifteenth trial with batches of 2,048 tokens instead of COMMON's 4,096: twice
 # the updates in the hour at about the same tokens/s, each on half the tokens (the
 # batch is the one setting no earlier trial of either family changed)
-TRIALS["delight_d192_ffn1_clock_fast_b2048"] = extended(
-    "delight_d192_ffn1_clock_fast", ["--max-tokens", "2048"]
+TRIALS["delight_d192_ffn1_clock_fast_b2048"] = extend(
+    TRIALS, "delight_d192_ffn1_clock_fast", ["--max-tokens", "2048"]
 )
 # the fifteenth trial with a deep encoder and a shallow decoder: 6 + 2 blocks instead
 # of 4 + 4, the same depths 3 -> 6 on each side (3.34 M parameters, 47 %); the decoder
 # runs at every step of a beam search, the encoder once
-TRIALS["delight_d192_ffn1_clock_fast_e6d2"] = extended(
+TRIALS["delight_d192_ffn1_clock_fast_e6d2"] = extend(
+    TRIALS,
     "delight_d192_ffn1_clock_fast",
     ["--delight-enc-layers", "6", "--delight-dec-layers", "2"],
 )
 # the fifteenth trial with pre-norm blocks (off the paper, which is post-norm; fairseq's
 # --encoder-normalize-before and --decoder-normalize-before): each sublayer normalizes
 # its input, and each side ends with one more LayerNorm
-TRIALS["delight_d192_ffn1_clock_fast_prenorm"] = extended(
+TRIALS["delight_d192_ffn1_clock_fast_prenorm"] = extend(
+    TRIALS,
     "delight_d192_ffn1_clock_fast",
     ["--encoder-normalize-before", "--decoder-normalize-before"],
 )
 # the eighteenth trial at peak LR 0.005 instead of 0.003 (the same warmup): pre-norm
 # blocks learn faster per update in both of its seeds, and deep post-norm stacks are
 # the ones a high LR upsets (the fourth trial, post-norm, lost 0.7 at 0.006)
-TRIALS["delight_d192_ffn1_clock_fast_prenorm_lr5"] = extended(
-    "delight_d192_ffn1_clock_fast_prenorm", ["--lr", "0.005"]
+TRIALS["delight_d192_ffn1_clock_fast_prenorm_lr5"] = extend(
+    TRIALS, "delight_d192_ffn1_clock_fast_prenorm", ["--lr", "0.005"]
 )
 # the eighteenth trial with twice its block and FFN dropout (0.2): pre-norm learns
 # faster per update in both of its seeds, and the eleventh trial's 0.2 (post-norm)
 # lost by learning slower; every setting of this shape ends the hour about 0.6 nats
 # lower on training than on validation
-TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"] = extended(
-    "delight_d192_ffn1_clock_fast_prenorm", ["--dropout", "0.2", "--ffn-dropout", "0.2"]
+TRIALS["delight_d192_ffn1_clock_fast_prenorm_reg"] = extend(
+    TRIALS,
+    "delight_d192_ffn1_clock_fast_prenorm",
+    ["--dropout", "0.2", "--ffn-dropout", "0.2"],
 )
 # what the eighteenth trial's seeds made in their hours (2,904 and 3,038 updates)
 PRENORM_HOUR = 2_970
@@ -287,105 +286,9 @@ TRIALS["delight_d192_ffn1_fast_prenorm_inner_updates"] = (
     "delight_d192",
     PRENORM_UPDATES + ["--delight-dropout", "0.1", "--attention-dropout", "0.1"],
 )
-# PRENORM_UPDATES with the transformer's kind of FFN inside the budget: d_m 160 and an
-# FFN hidden width of 3 x d_m (480; the plugin's --delight-enc-ffn-dim and
-# --delight-dec-ffn-dim, off the paper, whose light FFN only reduces), 3,522,936
-# parameters (49.8 %); widening the FFN from d_m / 4 to d_m (the eighth trial) is the
-# one change that moved validation by more than the seeds' spread; the dropouts stay
-# the base's 0.1 (the preset's width rule would lower them to 0.08 at d_m 160)
-D160 = ["--delight-emb-out-dim", "160", "--dropout", "0.1", "--ffn-dropout", "0.1"]
-D160_FFN480 = D160 + ["--delight-enc-ffn-dim", "480", "--delight-dec-ffn-dim", "480"]
-TRIALS["delight_d160_ffn480_fast_prenorm_updates"] = (
-    "delight_d192",
-    PRENORM_UPDATES + D160_FFN480,
-)
-# the twenty-fourth trial with DExTras half as deep (2 -> 4 GLT layers over each side's
-# blocks, the embeddings' 2, instead of 3 -> 6 and 3) and what that frees spent on the
-# FFNs (608 wide, 3.8 x d_m, where the size-matched transformer has 4 x): 3,516,144
-# parameters (49.7 %); only the sixth trial had changed the depth, and it made it
-# deeper; the shallower stack runs a training step in about 0.9 x the time of the
-# twenty-fourth trial's (the runs keep its 2,970 updates)
-SHALLOW_F608 = ["--delight-enc-min-depth", "2", "--delight-enc-max-depth", "4",
-                "--delight-dec-min-depth", "2", "--delight-dec-max-depth", "4",
-                "--delight-emb-depth", "2",
-                "--delight-enc-ffn-dim", "608", "--delight-dec-ffn-dim", "608"]  # fmt: skip
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_updates"] = (
-    "delight_d192",
-    PRENORM_UPDATES + D160 + SHALLOW_F608,
-)
-# the updates that the twenty-fifth trial's shape makes in the hour of the annealed
-# transformer's two-seed pair (2,521 and 2,593 updates on 2026-12-01): that pair's
-# mean times the ratio of the two models' training speeds, measured one after the
-# other on 2026-12-03 (`python benchmarks/curves.py --probe 150 --models` with both,
-# each alone: 1.456 against 0.987 updates/s); so the comparison is at equal wall
-# clock, where the trials at PRENORM_HOUR compare at about the transformer's updates
-SHALLOW_HOUR = 3_770
-# the twenty-fifth trial for SHALLOW_HOUR updates, its LR annealed to 0 over them
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_hour"] = (
-    "delight_d192",
-    for_updates(TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1], SHALLOW_HOUR)
-    + D160
-    + SHALLOW_F608,
-)
-# the twenty-sixth trial with decoupled weight decay 0.1 (fairseq's Adam shrinks each
-# weight by lr x 0.1 per update): its shape ends its hour 0.73 nats lower on training
-# than on validation, the size-matched transformer about 0.25; the thirteenth trial's
-# 0.01 shrank the weights by only about 5 % over its whole schedule (the sum of its
-# LRs is about 5.4), where 0.1 shrinks them by about 43 %; more dropout, the other
-# regularizer, slowed learning per update (the eleventh and twentieth trials)
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour"] = extended(
-    "delight_d160_depth2to4_ffn608_fast_prenorm_hour", ["--weight-decay", "0.1"]
-)
-# the twenty-seventh trial's decay tripled (0.3; weights shrunk to about 18 % over the
-# schedule): 0.1 lowered the validation loss by 0.04 and raised the training loss by
-# 0.12, a gap still twice the size-matched transformer's; stopped at 2,520 updates,
-# where its validation loss was 0.16 above both lighter decays' (docs/recipes.md)
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd3_hour"] = extended(
-    "delight_d160_depth2to4_ffn608_fast_prenorm_hour", ["--weight-decay", "0.3"]
-)
-# the twenty-seventh trial with block and FFN dropout 0.2 instead of 0.1: its decay
-# lowered the validation loss by 0.04 and left a train/valid gap of 0.57-0.62 nats,
-# more than twice the size-matched transformer's (dropout 0.3); 0.2 alone, on the
-# d_m 192 pre-norm shape (the twentieth trial), slowed early learning and ended at its
-# base's loss, so this asks whether the two regularizers add up
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_drop2_hour"] = extended(
-    "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour",
-    ["--dropout", "0.2", "--ffn-dropout", "0.2"],
-)
-# the twenty-seventh trial at peak LR 0.002 instead of 0.003 (the transformer's peak;
-# the same warmup) with decay 0.15, so that lr x decay, what the decay takes from a
-# weight at each update, stays the twenty-seventh's: every trial of a higher peak tied
-# or lost, no trial went lower, and neither regularizer moved the shape's validation
-# loss below 2.30 (the twenty-ninth ends where the twenty-seventh does)
-TRIALS["delight_d160_depth2to4_ffn608_fast_prenorm_wd_lr2_hour"] = extended(
-    "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour",
-    ["--lr", "0.002", "--weight-decay", "0.15"],
-)
-# the twenty-seventh trial with an encoder-decoder attention d_m wide (160, 1 head;
-# --delight-enc-dec-attn-dim, off the paper's d_m/2) and FFNs 528 wide instead of 608 to
-# pay for it (3,516,464 parameters, 49.7 %): no setting of decay, dropout or peak LR
-# moved this shape's validation loss from 2.30, and it spends 13 % of its parameters
-# on attention where the size-matched transformer spends 30 %, a third of them on
-# attending to the source (the transformer's is 172 wide, DeLighT's 80)
-TRIALS["delight_d160_depth2to4_ffn528_cross160_fast_prenorm_wd_hour"] = extended(
-    "delight_d160_depth2to4_ffn608_fast_prenorm_wd_hour",
-    [
-        "--delight-enc-dec-attn-dim",
-        "160",
-        "--delight-enc-ffn-dim",
-        "528",
-        "--delight-dec-ffn-dim",
-        "528",
-    ],  # fmt: skip
-)
-# the thirty-first trial with its attentions split into 4 heads (off the paper's one;
-# the same parameters): its encoder-decoder attention, 160 wide, now has 4 heads of 40
-# as the transformer's has 4 of 43, and of a transformer's attentions those over the source are
-# the ones that lose most when cut to one head (Michel et al., 2019); the twelfth
-# trial split only the d_m/2-wide attentions of the d_m 192 shape, into heads of 24
-TRIALS["delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_hour"] = extended(
-    "delight_d160_depth2to4_ffn528_cross160_fast_prenorm_wd_hour",
-    ["--delight-attention-heads", "4"],
+# the trials at d_m 160, the twenty-fourth on, built on the eighteenth (trials_d160.py)
+trials_d160.add(
+    TRIALS, TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1], PRENORM_UPDATES
 )
 # the sentencepiece pieces of the models that do not train on the recipe's data-bin
 PIECES = {

@@ -286,7 +286,7 @@ def test_the_shallow_trials_hour_is_the_transformers_at_its_speed(trials):
         "delight_d160_depth2to4_ffn608_fast_prenorm_hour",
         "delight_d160_depth2to4_ffn608_fast_prenorm_updates",
     )
-    hour = trials.SHALLOW_HOUR
+    hour = trials.trials_d160.SHALLOW_HOUR
     # the annealed transformer's updates in its two-seed hours, times the speeds'
     # ratio (1.456 against 0.987 updates/s), to tens
     assert hour == round((2_521 + 2_593) / 2 * 1.456 / 0.987, -1)
