@@ -16,9 +16,17 @@ The children run with glibc's mmap threshold fixed at 64 KiB
 chunk-sized blocks showed as 0.89 x N x V instead of 0.33 x. Fixed, the figure
 counts the tensors alive at once.
 
+``overwritten`` is what the criterion's forward does with its own logits: it makes
+them from the features and the output weight (N x ``--dim`` by ``--dim`` x V) and
+its backward pass writes their gradient over them. Its figure is the growth over
+the features and the weight, the logits included.
+
 ``--time R`` also times forward + backward on the same logits, in one process and
 interleaved over R rounds (medians): fairseq's loss, ours with its CPU kernel
-(csrc/cross_entropy.cpp), and ours on eager ops (``DELIGHT_FUSED_GLT=0``).
+(csrc/cross_entropy.cpp), and ours on eager ops (``DELIGHT_FUSED_GLT=0``); then,
+from the features (the output layer's product and its backward included, fresh
+logits each round, as in training), ours with the kernel writing the gradient to
+a tensor of its own and over the logits.
 
     python benchmarks/criterion_memory.py --vocab 44000 --tokens 4096 [--chunks 8] [--time R] [--json out.json]
 """
@@ -34,7 +42,7 @@ import time
 
 from procstat import FIXED_MMAP_THRESHOLD  # benchmarks/procstat.py
 
-WHICH = ("fairseq", "delight", "chunked")
+WHICH = ("fairseq", "delight", "chunked", "overwritten")
 
 
 def peak_mib() -> float:
@@ -44,16 +52,42 @@ def peak_mib() -> float:
 DIM = 64  # the features' width in the chunked case
 
 
-def measure_chunked(vocab: int, tokens: int, chunks: int) -> float:
+def features_weight_target(vocab: int, tokens: int):
     import torch
-
-    from delight_fairseq.criterion import chunked_cross_entropy
 
     torch.manual_seed(0)
     features = torch.randn(tokens, DIM, requires_grad=True)
     weight = (0.1 * torch.randn(vocab, DIM)).requires_grad_()
     target = torch.randint(4, vocab, (tokens,))
     target[: tokens // 10] = 1  # some padding
+    return features, weight, target
+
+
+def from_features(features, weight, target, overwrite: bool):
+    """The loss as the criterion's forward computes it (logits of its own)."""
+    from delight_fairseq.criterion import _SmoothedCrossEntropy
+
+    logits = features @ weight.t()
+    return _SmoothedCrossEntropy.apply(logits, target, 0.1, 1, False, overwrite)[0]
+
+
+def measure_overwritten(vocab: int, tokens: int) -> float:
+    import torch
+
+    features, weight, target = features_weight_target(vocab, tokens)
+    small = torch.randn(4, DIM, requires_grad=True)
+    from_features(small, weight[:8], torch.tensor([1, 2, 3, 1]), True).backward()
+    before = peak_mib()
+    from_features(features, weight, target, True).backward()
+    return peak_mib() - before
+
+
+def measure_chunked(vocab: int, tokens: int, chunks: int) -> float:
+    import torch
+
+    from delight_fairseq.criterion import chunked_cross_entropy
+
+    features, weight, target = features_weight_target(vocab, tokens)
     small = torch.randn(4, DIM, requires_grad=True)
     chunked_cross_entropy(small, weight[:8], torch.tensor([1, 2, 3, 1]), 0.1, 1, 2)[
         0
@@ -74,6 +108,8 @@ def measure(which: str, vocab: int, tokens: int, chunks: int) -> float:
 
     if which == "chunked":
         return measure_chunked(vocab, tokens, chunks)
+    if which == "overwritten":
+        return measure_overwritten(vocab, tokens)
     torch.manual_seed(0)
     logits = torch.randn(tokens, vocab, requires_grad=True)
     target = torch.randint(4, vocab, (tokens,))
@@ -114,8 +150,17 @@ def milliseconds(vocab: int, tokens: int, repeats: int) -> dict:
     def ours():
         return smoothed_cross_entropy(logits, target, 0.1, 1)[0]
 
+    features, weight, _ = features_weight_target(vocab, tokens)
+
+    def own_tensor():
+        return from_features(features, weight, target, False)
+
+    def overwritten():
+        return from_features(features, weight, target, True)
+
     runs = {"fairseq": (fairseq_loss, "1"), "delight": (ours, "1"),
-            "delight_eager": (ours, "0")}  # fmt: skip
+            "delight_eager": (ours, "0"), "from_features": (own_tensor, "1"),
+            "from_features_overwritten": (overwritten, "1")}  # fmt: skip
     times = {name: [] for name in runs}
     saved = os.environ.get("DELIGHT_FUSED_GLT")
     try:
@@ -125,7 +170,7 @@ def milliseconds(vocab: int, tokens: int, repeats: int) -> dict:
                 start = time.perf_counter()
                 loss_fn().backward()
                 times[name].append(1e3 * (time.perf_counter() - start))
-                logits.grad = None
+                logits.grad = features.grad = weight.grad = None
     finally:
         if saved is None:
             os.environ.pop("DELIGHT_FUSED_GLT", None)
@@ -181,24 +226,30 @@ def main():
     print(
         f"label-smoothed loss, forward + backward, N={args.tokens} tokens, V={args.vocab}"
     )
-    print(f"  one N x V float tensor:              {results['logits_mib']:8.1f} MiB")
+    print(
+        f"  one N x V float tensor:                  {results['logits_mib']:8.1f} MiB"
+    )
     above = {
         "fairseq": "the logits",
         "delight": "the logits",
         "chunked": "features, weight",
+        "overwritten": "features, weight",
     }
     for which in WHICH:
         peak = results[which + "_peak_mib"]
         print(
-            f"  {which + ' peak above ' + above[which] + ':':36s} {peak:8.1f} MiB "
+            f"  {which + ' peak above ' + above[which] + ':':40s} {peak:8.1f} MiB "
             f"({peak / one:.2f} x N x V)"
         )
     if args.time:
         results.update(milliseconds(args.vocab, args.tokens, args.time))
         print(f"  forward + backward, median of {args.time} rounds:")
         for which, what in (("fairseq", "fairseq"), ("delight", "delight, CPU kernel"),
-                            ("delight_eager", "delight, eager ops")):  # fmt: skip
-            print(f"    {what + ':':34s} {results[which + '_ms']:8.1f} ms")
+                            ("delight_eager", "delight, eager ops"),
+                            ("from_features", "from features, own gradient"),
+                            ("from_features_overwritten",
+                             "from features, over the logits")):  # fmt: skip
+            print(f"    {what + ':':38s} {results[which + '_ms']:8.1f} ms")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

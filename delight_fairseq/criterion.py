@@ -12,6 +12,11 @@ The same loss follows from the logits and their log-sum-exp alone:
     loss     = (1 - eps - eps/(V-1)) * sum nll + eps/(V-1) * sum smooth
 
 and its gradient is one N x V tensor, softmax(z) scaled and shifted in place.
+Where the criterion made the logits itself (its ``forward``, each chunk below),
+that tensor is the logits': the backward pass writes the gradient over them, as
+nothing reads them after it (autograd's version counter is raised, so a reader
+it knows of fails loudly). A fresh N x V tensor per step costs more than the
+arithmetic on a CPU: it is mapped from the kernel and faults in page by page.
 On the CPU (float32, float64) the passes over the logits are fused
 (csrc/cross_entropy.cpp): one read of each row gives its log-sum-exp, target
 logit, sum and arg-max (the accuracy), and the backward writes the gradient in
@@ -62,6 +67,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         epsilon: float,
         ignore_index: int,
         accuracy: bool = True,
+        overwrite: bool = False,
     ):
         z = _upcast(logits)
         vocab = z.size(-1)
@@ -87,26 +93,46 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
             correct = torch.zeros((), dtype=torch.long, device=target.device)
         ctx.save_for_backward(logits, lse, target)
         ctx.epsilon, ctx.ignore_index = epsilon, ignore_index
+        ctx.overwrite, ctx.overwritten = overwrite, False
         ctx.mark_non_differentiable(correct)
         return loss, nll, correct
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, grad_nll: Tensor, _grad_correct):
-        logits, lse, target = ctx.saved_tensors
+        try:
+            logits, lse, target = ctx.saved_tensors
+        except RuntimeError as error:  # autograd's version check
+            if not ctx.overwritten:
+                raise
+            raise RuntimeError(
+                "the DeLighT criterion's backward pass ran twice over one forward "
+                "pass (retain_graph): its first pass wrote the gradient over the "
+                "logits. Compute the loss again before a second backward pass"
+            ) from error
+        z = _upcast(logits)
+        # the gradient replaces the logits where their last reader is this pass
+        # (no second N x V tensor); an upcast copy is ours to overwrite anyway.
+        # Recomputed logits (a checkpointed chunk) are fresh at every pass.
+        written = ctx.overwrite and z is logits
+        if written:
+            # later readers that autograd knows of fail loudly, not silently
+            torch.autograd.graph.increment_version(logits)
+            ctx.overwritten = True
+        in_place = written or z is not logits
         vocab = logits.size(-1)
         eps_i = ctx.epsilon / (vocab - 1)
         # d loss / d z = a * (p - onehot) + eps_i * (V p - 1), with
         # a = (1 - eps - eps_i) for the loss, plus 1 for the nll output
         a = (1.0 - ctx.epsilon - eps_i) * grad_loss + grad_nll
         b = eps_i * grad_loss
-        z = _upcast(logits)
         if ctx.fused:
             grad = fused.load().cross_entropy_backward(
-                z, target, lse, ctx.ignore_index, float(a), float(b)
+                z, target, lse, ctx.ignore_index, float(a), float(b), in_place
             )
-            return grad.to(logits.dtype), None, None, None, None
+            return grad.to(logits.dtype), None, None, None, None, None
         keep = target.ne(ctx.ignore_index)
-        grad = (z - lse.unsqueeze(-1)).exp_()  # the one N x V tensor
+        shifted = z.sub_(lse.unsqueeze(-1)) if in_place else z - lse.unsqueeze(-1)
+        grad = shifted.exp_()  # the one N x V tensor
         grad.mul_(a + b * vocab).sub_(b)
         grad.scatter_add_(
             -1,
@@ -114,7 +140,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
             (-a).expand(target.size()).unsqueeze(-1),
         )
         grad.mul_(keep.unsqueeze(-1).to(grad.dtype))
-        return grad.to(logits.dtype), None, None, None, None
+        return grad.to(logits.dtype), None, None, None, None, None
 
 
 def smoothed_cross_entropy(
@@ -132,7 +158,9 @@ def _chunk_loss(
 ):
     """(loss, nll_loss, n_correct) of one chunk of tokens."""
     logits = torch.nn.functional.linear(features, weight)
-    return _SmoothedCrossEntropy.apply(logits, target, epsilon, ignore_index, accuracy)
+    return _SmoothedCrossEntropy.apply(
+        logits, target, epsilon, ignore_index, accuracy, True
+    )
 
 
 def chunked_cross_entropy(
@@ -236,8 +264,9 @@ class DeLighTLabelSmoothedCrossEntropy(LabelSmoothedCrossEntropyCriterion):
         elif self._from_logits(model, reduce):
             net_output = model(**sample["net_input"])
             logits, target = self._logits_and_target(model, net_output, sample)
+            # the logits live only here: the backward pass may overwrite them
             loss, nll_loss, n_correct = _SmoothedCrossEntropy.apply(
-                logits, target, self.eps, self.padding_idx, self.report_accuracy
+                logits, target, self.eps, self.padding_idx, self.report_accuracy, True
             )
         else:
             return super().forward(model, sample, reduce=reduce)

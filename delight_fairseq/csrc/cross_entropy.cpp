@@ -10,7 +10,11 @@
 //     dz_v = keep * ((a + b V) exp(z_v - lse) - b - a [v = t])
 //
 // in one pass, where eager ops take five (shift, exp, scale and shift, scatter,
-// mask). a and b are the scalars criterion.py derives from the label smoothing
+// mask). Asked to (criterion.py, when nothing else reads the logits), it writes
+// the gradient over the logits themselves: each value is read once, before its
+// own gradient replaces it, and no second N x V tensor is allocated (at a
+// training batch's size, a fresh one costs more in page faults than the
+// arithmetic). a and b are the scalars criterion.py derives from the label smoothing
 // and the incoming gradients. Rows whose target is ignore_index give zeros.
 //
 // torch's conventions are kept: a row whose maximum is infinite has that maximum
@@ -132,10 +136,11 @@ std::vector<torch::Tensor> cross_entropy_forward(torch::Tensor logits,
   return {lse, z_target, z_sum, argmax};
 }
 
-// the gradient of a * nll + b * smooth with respect to the logits (N x V)
+// the gradient of a * nll + b * smooth with respect to the logits (N x V); with
+// in_place, written over the (contiguous) logits and returned as them
 torch::Tensor cross_entropy_backward(torch::Tensor logits, torch::Tensor target,
                                      torch::Tensor lse, int64_t ignore_index,
-                                     double a, double b) {
+                                     double a, double b, bool in_place) {
   check(logits, target);
   logits = logits.contiguous();
   target = target.contiguous();
@@ -143,7 +148,7 @@ torch::Tensor cross_entropy_backward(torch::Tensor logits, torch::Tensor target,
   const int64_t N = logits.size(0), V = logits.size(1);
   TORCH_CHECK(lse.numel() == N && lse.scalar_type() == logits.scalar_type(),
               "cross_entropy: lse must have one entry per row, in the logits' dtype");
-  auto grad = torch::empty_like(logits);
+  auto grad = in_place ? logits : torch::empty_like(logits);
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "cross_entropy_backward", [&] {
     rows_backward<scalar_t>(logits.data_ptr<scalar_t>(), target.data_ptr<int64_t>(),
                             lse.data_ptr<scalar_t>(), N, V, ignore_index,

@@ -244,7 +244,7 @@ std::vector<torch::Tensor> cross_entropy_forward(torch::Tensor logits,
                                                  int64_t ignore_index);
 torch::Tensor cross_entropy_backward(torch::Tensor logits, torch::Tensor target,
                                      torch::Tensor lse, int64_t ignore_index,
-                                     double a, double b);
+                                     double a, double b, bool in_place);
 // beam_topk.cpp
 std::tuple<torch::Tensor, torch::Tensor, bool> beam_candidates(torch::Tensor lprobs,
                                                                torch::Tensor cum,
@@ -258,7 +258,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("cross_entropy_forward", &cross_entropy_forward,
              "per row of N x V logits: log-sum-exp, target logit, sum, arg-max");
   module.def("cross_entropy_backward", &cross_entropy_backward,
-             "the label-smoothed loss's gradient in one pass");
+             "the label-smoothed loss's gradient in one pass, over the logits if in_place");
   module.def("beam_candidates", &beam_candidates,
              "per sentence, the k best of lprobs + cum over its beams (NaN as -inf), "
              "and whether a tie leaves their order to torch.topk");
