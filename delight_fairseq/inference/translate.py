@@ -34,7 +34,7 @@ from typing import IO, Iterable, Iterator, List, Optional, Union
 
 import torch
 
-from .loading import TranslateError, build_decoder, load_model
+from .loading import TranslateError, build_decoder, check_options, load_model
 from .pool import EnginePool
 from .progress import MAX_NAMED, Progress, Stats, warn_about_input
 from .text import Line, TextCodec, TextSetupError, as_text, build_codec
@@ -103,32 +103,21 @@ class Translator:
         workers: int = 1,
         progress: Optional[IO[str]] = None,
     ):
-        for name, value, low in (
-            ("beam", beam, 1),
-            ("batch_tokens", batch_tokens, 1),
-            ("chunk_lines", chunk_lines, 1),
-            ("workers", workers, 1),
-        ):
-            if value < low:
-                raise ValueError(f"{name} is {value}; it must be >= {low}")
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads is {threads}; it must be >= 1")
-        if int8 and fp32_reference:
-            raise TranslateError("--int8 and --fp32-reference exclude each other")
-        if workers > 1 and fp32_reference:
-            raise TranslateError(
-                f"--workers {workers} runs several engines at once, and "
-                "--fp32-reference decodes with fairseq's SequenceGenerator, one batch "
-                "at a time: drop one of the two flags"
-            )
+        check_options(
+            beam=beam,
+            batch_tokens=batch_tokens,
+            chunk_lines=chunk_lines,
+            workers=workers,
+            threads=threads,
+            int8=int8,
+            fp32_reference=fp32_reference,
+            max_len_a=max_len_a,
+            max_len_b=max_len_b,
+            min_len=min_len,
+        )
         if workers > 1 or threads is not None:
             total = torch.get_num_threads() if threads is None else threads
             torch.set_num_threads(max(1, total // workers))
-        if max_len_a == 0 and min_len > max_len_b:
-            # checked here: the search would refuse every batch
-            raise ValueError(
-                f"min_len ({min_len}) is larger than max_len_b ({max_len_b})"
-            )
         model, task, info = load_model(
             checkpoint, data, source_lang, target_lang, src_dict, tgt_dict
         )
