@@ -8,8 +8,8 @@ process; the figure is the growth of the peak resident set over the logits
 themselves, so it counts every N x V tensor the loss creates.
 
 ``chunked`` is the criterion's ``--loss-chunk-tokens`` (N / ``--chunks`` tokens at a
-time): it starts from the decoder's features (N x ``--dim``) and the output weight
-(V x ``--dim``), so its figure is the growth over those, the logits included.
+time): it starts from the decoder's features (N x ``DIM``, 64) and the output weight
+(V x ``DIM``), so its figure is the growth over those, the logits included.
 
 The children run with glibc's mmap threshold fixed at 64 KiB
 (``procstat.FIXED_MMAP_THRESHOLD``): with glibc's default, the chunked loss's eight
@@ -17,7 +17,7 @@ chunk-sized blocks showed as 0.89 x N x V instead of 0.33 x. Fixed, the figure
 counts the tensors alive at once.
 
 ``overwritten`` is what the criterion's forward does with its own logits: it makes
-them from the features and the output weight (N x ``--dim`` by ``--dim`` x V) and
+them from the features and the output weight (N x ``DIM`` by ``DIM`` x V) and
 its backward pass writes their gradient over them. Its figure is the growth over
 the features and the weight, the logits included.
 
