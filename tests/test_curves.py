@@ -1,8 +1,8 @@
 """benchmarks/curves.py: the seeds of a model are grouped into one row of the
 summary, with their means, and each seed's candidate is chosen on validation; the
 figure draws every run; the default models are the shoot-out's three, apart from the
-trials (tests/test_trials.py and test_trials_clock.py); every model has a checkpoint
-interval; the speed probe reads updates/s from the log after its first line."""
+trials (tests/test_trials.py, test_trials_clock.py and test_trials_d160.py); every
+model has a checkpoint interval; the speed probe reads updates/s from the log after its first line."""
 
 import pytest
 

@@ -8,7 +8,8 @@ d_m 208 trial those FFNs at d_m 208 with width multiplier 1, each at most half t
 transformer's parameters; the trials on the FFN trial change one setting each (label
 smoothing, dropout, heads, weight decay); the size-matched transformer is the
 annealed transformer narrowed to the FFN trial's size. The later trials, from the
-wall-clock schedule on, are in test_trials_clock.py."""
+wall-clock schedule on, are in test_trials_clock.py, those at d_m 160 in
+test_trials_d160.py."""
 
 import pytest
 
@@ -292,6 +293,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(trials):
         "delight_d160_depth2to4_ffn608_fast_prenorm_wd_lr2_hour",
         "delight_d160_depth2to4_ffn528_cross160_fast_prenorm_wd_hour",
         "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_hour",
+        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):
