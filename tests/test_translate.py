@@ -4,96 +4,30 @@ detokenized translations out, one line per line in input order, whatever the
 input holds (empty lines, invalid UTF-8, over-long lines); the engine's output
 equals fairseq's SequenceGenerator's (--fp32-reference).
 
-The models are tiny DeLighTs trained in-process for a few seconds on the
-synthetic task (tools/synthetic.py), saved as fairseq checkpoints with their
-dictionaries: one on whitespace-split words (no subword model), one on a tiny
-sentencepiece model found in its data-bin.
+The model is a tiny DeLighT on whitespace-split words (no subword model), trained
+in-process for a few seconds on the synthetic task (translate_helpers.py); the
+subword codecs are in test_translate_codecs.py.
 """
 
 import logging
 import os
-import random
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
-from fairseq.data import Dictionary
 
 from delight_fairseq.inference import loading
 from delight_fairseq.inference import translate as tr
-from delight_fairseq.inference.text import build_codec, read_prep_settings
-from delight_fairseq.tools.synthetic import sentence_pair
 
-from helpers import NO_DROPOUT, REPO, TINY_MODEL, USER_DIR, train_on_pairs
-
-MAX_SOURCE_POSITIONS = 32  # small, so that an over-long line is easy to write
-
-
-@pytest.fixture(scope="module", autouse=True)
-def eager_glt():
-    """The eager GLT ops, here and in the processes the tests start: a process
-    that finds the fused kernel's build cache stale spends about 20 s compiling
-    it (tests/test_fused.py and tests/test_engine.py cover the kernel)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DELIGHT_FUSED_GLT", "0")
-        yield
-
-
-def synthetic_pairs(n, seed):
-    rng = random.Random(seed)
-    return [sentence_pair(rng) for _ in range(n)]
-
-
-def save_checkpoint(folder: Path, pairs, steps: int, name="checkpoint_best.pt"):
-    """Train a tiny DeLighT in-process on ``pairs`` (space-separated symbols)
-    and save it as fairseq does, with its dictionaries in ``folder/bin``
-    (recorded in the checkpoint as its data). Returns (checkpoint, data-bin)."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from omegaconf import OmegaConf
-
-    d = Dictionary()
-    for s, t in pairs:
-        for w in f"{s} {t}".split():
-            d.add_symbol(w)
-    d.finalize()
-    data = folder / "bin"
-    data.mkdir(parents=True, exist_ok=True)
-    d.save(str(data / "dict.src.txt"))
-    d.save(str(data / "dict.tgt.txt"))
-    args = options.parse_args_and_arch(
-        options.get_training_parser(),
-        [str(data), "--user-dir", USER_DIR, "--task", "translation", "-s", "src",
-         "-t", "tgt", *TINY_MODEL, *NO_DROPOUT,
-         "--max-source-positions", str(MAX_SOURCE_POSITIONS),
-         "--max-target-positions", "64"],
-    )  # fmt: skip
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    torch.manual_seed(0)
-    model = task.build_model(cfg.model)
-    train_on_pairs(model, d, pairs, steps, batch_size=64)
-    state = {
-        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-        "args": None,
-        "model": model.state_dict(),
-        "optimizer_history": [
-            {
-                "criterion_name": "label_smoothed_cross_entropy",
-                "optimizer_name": "Adam",
-                "lr_scheduler_state": {"best": None},
-                "num_updates": steps,
-            }
-        ],
-        "extra_state": {"train_iterator": {"epoch": 1}},
-    }
-    ckpt = folder / "checkpoints"
-    ckpt.mkdir(exist_ok=True)
-    torch.save(state, ckpt / name)
-    return ckpt / name, data
+from helpers import REPO
+from translate_helpers import (  # noqa: F401 (eager_glt: an autouse fixture)
+    MAX_SOURCE_POSITIONS,
+    eager_glt,
+    save_checkpoint,
+    synthetic_pairs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -306,77 +240,6 @@ def test_checkpoint_folder_resolution(words, tmp_path, caplog):
         bpe="none",
     )
     assert t.info["source_lang"] == "src" and t.info["target_lang"] == "tgt"
-
-
-def test_subword_nmt_and_moses_as_prep_recorded(tmp_path):
-    """A data-bin with BPE codes and prep.json: the source goes through the
-    recorded test-set steps (here tokenize + lowercase) and the BPE; the target
-    is joined and detokenized."""
-    import json
-
-    (tmp_path / "code").write_text("#version: 0.2\nh e\nhe l\n", encoding="utf-8")
-    steps = {"lang": "en", "tokenize": True, "lowercase": True}
-    prep = {"fingerprint": {"direction": "en-de", "settings": {
-        "bpe_merges": 2, "test_steps": {"en": steps, "de": {**steps, "lang": "de"}}}}}  # fmt: skip
-    (tmp_path / "prep.json").write_text(json.dumps(prep), encoding="utf-8")
-    settings = read_prep_settings(tmp_path)
-    codec = build_codec("en", "de", [tmp_path], prep_settings=settings)
-    assert codec.kind == "subword_nmt" and codec.detokenize == "de"
-    assert codec.encode("Hello, HE") == "hel@@ l@@ o , h@@ e"
-    from fairseq.data.data_utils import post_process
-
-    assert codec.decode(
-        post_process("ha@@ us , &quot; da@@ s &quot;", "subword_nmt")
-    ) == ('haus, "das"')
-    # without prep.json: Moses tokenization, as fairseq's recipes do
-    (tmp_path / "prep.json").unlink()
-    codec = build_codec("en", "de", [tmp_path], prep_settings=None)
-    assert codec.encode("Hello, he") == "H@@ e@@ l@@ l@@ o , h@@ e"  # not lowercased
-    assert (
-        build_codec("en", "de", [tmp_path], tokenizer="none").encode("a,b")
-        == "a@@ ,@@ b"
-    )
-
-
-@pytest.fixture(scope="module")
-def pieces(tmp_path_factory):
-    """A model on a tiny sentencepiece model, with spm.model in its data-bin."""
-    from delight_fairseq.tools.prep.subword import spm_line, train_sentencepiece
-    from delight_fairseq.tools.synthetic import write_corpus
-
-    work = tmp_path_factory.mktemp("spm")
-    raw = write_corpus(work / "raw", 1000, 0, 0, seed=13)
-    model = train_sentencepiece(
-        [raw / "train.src", raw / "train.tgt"], work / "spm", 60, "unigram"
-    )
-    pairs = [
-        (spm_line(str(model), s), spm_line(str(model), t))
-        for s, t in synthetic_pairs(2000, seed=1)
-    ]
-    ckpt, data = save_checkpoint(work, pairs, steps=80)
-    (data / "spm.model").write_bytes(model.read_bytes())
-    return ckpt, data
-
-
-def test_sentencepiece_from_the_data_bin(words, pieces):
-    from fairseq.data.data_utils import post_process
-
-    ckpt, data = pieces
-    sources = words[2][:8] + [""]
-    t = tr.Translator(ckpt, beam=5)  # data-bin and spm.model found by themselves
-    assert t.codec.kind == "sentencepiece" and t.codec.model == data / "spm.model"
-    out = t.translate(sources)
-    assert len(out) == len(sources) and out[-1] == ""
-    assert all(o and "\u2581" not in o for o in out[:-1])
-    # by hand: pieces -> ids -> the engine -> pieces joined
-    for src, got in zip(sources[:3], out):
-        pieces_in = t.codec.encode(src)
-        assert " " in pieces_in.replace("\u2581", "")  # split into pieces
-        ids = t.src_dict.encode_line(pieces_in, add_if_not_exist=False)
-        hyp = t.engine.translate(ids.unsqueeze(0), torch.tensor([ids.numel()]))[0]
-        assert got == post_process(t.tgt_dict.string(hyp), "sentencepiece")
-    reference = tr.Translator(ckpt, beam=5, fp32_reference=True)
-    assert reference.translate(sources) == out
 
 
 # -- the command (a process each: slow) ------------------------------------------------
