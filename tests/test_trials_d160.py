@@ -208,3 +208,19 @@ def test_the_heads_and_dropout_trial_changes_only_the_block_and_ffn_dropouts(tri
     assert {layer.ffn.activation_dropout for layer in layers} == {0.0}
     assert {layer.self_attn.heads for layer in layers} == {4}
     assert n_params(model) == 3_516_464
+
+
+def test_the_heads_and_dropout_0_3_trial_changes_only_the_two_dropouts(trials):
+    base = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour"
+    trial = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop3_hour"
+    assert changed(trials, base, trial) == {
+        "dropout": (0.2, 0.3),
+        "ffn_dropout": (0.2, 0.3),
+    }
+    model = built(trials, trial, 6_008)
+    layers = [layer for side in (model.encoder, model.decoder) for layer in side.layers]
+    assert {layer.dropout for layer in layers} == {0.3}
+    assert {layer.ffn.ffn_dropout for layer in layers} == {0.3}
+    assert {layer.ffn.activation_dropout for layer in layers} == {0.0}
+    assert {layer.self_attn.heads for layer in layers} == {4}
+    assert n_params(model) == 3_516_464
