@@ -191,36 +191,30 @@ def test_the_heads_trial_splits_both_attentions_into_four(trials):
     assert n_params(model) == n_params(built(trials, base, 6_008)) == 3_516_464
 
 
-def test_the_heads_and_dropout_trial_changes_only_the_block_and_ffn_dropouts(trials):
-    base = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_hour"
-    trial = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour"
+HEADS4 = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd"
+
+
+@pytest.mark.parametrize(
+    "base, trial, before, after",
+    [
+        (f"{HEADS4}_hour", f"{HEADS4}_drop2_hour", 0.1, 0.2),
+        (f"{HEADS4}_drop2_hour", f"{HEADS4}_drop3_hour", 0.2, 0.3),
+    ],
+)
+def test_the_heads_dropout_trials_change_only_the_block_and_ffn_dropouts(
+    trials, base, trial, before, after
+):
     assert changed(trials, base, trial) == {
-        "dropout": (0.1, 0.2),
-        "ffn_dropout": (0.1, 0.2),
+        "dropout": (before, after),
+        "ffn_dropout": (before, after),
     }
     model = built(trials, trial, 6_008)
     layers = [layer for side in (model.encoder, model.decoder) for layer in side.layers]
     assert len(layers) == 8
     # the blocks' dropout after each attention, the FFNs' after their output layer;
     # the FFNs' inner (activation) dropout stays 0 and the heads stay 4
-    assert {layer.dropout for layer in layers} == {0.2}
-    assert {layer.ffn.ffn_dropout for layer in layers} == {0.2}
-    assert {layer.ffn.activation_dropout for layer in layers} == {0.0}
-    assert {layer.self_attn.heads for layer in layers} == {4}
-    assert n_params(model) == 3_516_464
-
-
-def test_the_heads_and_dropout_0_3_trial_changes_only_the_two_dropouts(trials):
-    base = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour"
-    trial = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop3_hour"
-    assert changed(trials, base, trial) == {
-        "dropout": (0.2, 0.3),
-        "ffn_dropout": (0.2, 0.3),
-    }
-    model = built(trials, trial, 6_008)
-    layers = [layer for side in (model.encoder, model.decoder) for layer in side.layers]
-    assert {layer.dropout for layer in layers} == {0.3}
-    assert {layer.ffn.ffn_dropout for layer in layers} == {0.3}
+    assert {layer.dropout for layer in layers} == {after}
+    assert {layer.ffn.ffn_dropout for layer in layers} == {after}
     assert {layer.ffn.activation_dropout for layer in layers} == {0.0}
     assert {layer.self_attn.heads for layer in layers} == {4}
     assert n_params(model) == 3_516_464
