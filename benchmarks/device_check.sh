@@ -9,6 +9,10 @@
 #                                           the GPU machine lacks into .device-wheels/
 #   bash benchmarks/device_check.sh         on the GPU machine (no network needed)
 #
+# The whole check keeps within DEVICE_CHECK_BUDGET_S (default 480 s, inside a
+# 10-minute call): tests/gpu get at most DEVICE_TESTS_TIMEOUT_S (240 s), and no
+# training measurement starts past the budget (results are written after each).
+#
 # Without a CUDA device it says so and exits 0. The GPU machine this project
 # borrows has Python 3.12 and a CUDA torch but no fairseq: fairseq-fixed comes
 # from its carried 3.12 wheel, or is built there from the carried sdist against
@@ -85,10 +89,16 @@ if ! "$PY" -c "import fairseq" 2>/dev/null; then
 fi
 log "environment ready after $(( $(date +%s) - start )) s"
 
+budget=${DEVICE_CHECK_BUDGET_S:-480}
 set +e
-"$PY" -m pytest -q -p no:cacheprovider "$ROOT/tests/gpu" 2>&1 | tee "$OUT/tests.log"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >&2
+timeout "${DEVICE_TESTS_TIMEOUT_S:-240}" "$PY" -m pytest -q -p no:cacheprovider -rs \
+    "$ROOT/tests/gpu" 2>&1 | tee "$OUT/tests.log"
 tests_rc=${PIPESTATUS[0]}
-"$PY" "$ROOT/benchmarks/device_train.py" --out "$OUT" 2>&1 | tee "$OUT/train.log"
+[[ $tests_rc == 124 ]] && log "tests/gpu stopped at DEVICE_TESTS_TIMEOUT_S"
+left=$(( budget - ($(date +%s) - start) ))
+"$PY" "$ROOT/benchmarks/device_train.py" --out "$OUT" --deadline-s "$(( left > 0 ? left : 0 ))" \
+    2>&1 | tee "$OUT/train.log"
 train_rc=${PIPESTATUS[0]}
 set -e
 log "done in $(( $(date +%s) - start )) s: tests rc $tests_rc, training rc $train_rc; $OUT/results.md"
