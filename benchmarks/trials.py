@@ -294,6 +294,7 @@ trials_d160.add(
 PIECES = {
     "delight_d192_ffn1_fast_prenorm_spm3k_updates": 3_000,
     "delight_d192_ffn1_fast_prenorm_spm8k_map96_updates": 8_000,
+    "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_spm8k_hour": 8_000,
 }
 
 ALL_MODELS: Dict[str, List[str]] = {

@@ -13,6 +13,7 @@ import pytest
 from helpers import n_params
 from trial_helpers import (
     built,
+    fake_prep,
     half_the_transformer,
     learning_rates,
     parsed,
@@ -125,21 +126,6 @@ def test_the_fixed_update_trial_runs_the_regularized_pre_norm_trial_for_its_hour
     assert namespace.dropout == namespace.ffn_dropout == 0.2
 
 
-def fake_prep(monkeypatch, trials, folder):
-    """multi30k's data-bins made in ``folder`` by a stand-in for ``delight-prep``
-    that records what it was asked for; returns the record."""
-    made = []
-
-    def prep(bench, opts):
-        made.append((bench.name, opts.dest, opts.subwords))
-        opts.dest.mkdir(parents=True)
-        (opts.dest / "dict.de.txt").write_text("")
-
-    monkeypatch.setattr(trials.multi30k, "DATA_BIN", folder / "multi30k_de_en")
-    monkeypatch.setattr("delight_fairseq.tools.prep.cli.prepare", prep)
-    return made
-
-
 def test_the_vocabulary_trial_runs_the_pre_norm_trial_for_its_hour_on_3000_pieces(
     trials, monkeypatch, tmp_path, capsys
 ):
@@ -190,7 +176,7 @@ def test_the_wide_vocabulary_trial_keeps_the_tables_size_on_8000_pieces(
     made = fake_prep(monkeypatch, trials, tmp_path)
     assert trials.data_bin(trial) == tmp_path / "multi30k_de_en_8000"
     assert made == [("multi30k_de_en", tmp_path / "multi30k_de_en_8000", 8_000)]
-    assert trials.PIECES == {small: 3_000, trial: 8_000}
+    assert trials.PIECES[small] == 3_000 and trials.PIECES[trial] == 8_000
     # 8,008 x 96 entries, 256 fewer than the recipe's 6,008 x 128, and the
     # embeddings' first DExTra layer reads 96 numbers instead of 128
     model = built(trials, trial, 8_008)

@@ -11,6 +11,7 @@ from helpers import n_params
 from trial_helpers import (
     built,
     changed,
+    fake_prep,
     ffn_shapes,
     half_the_transformer,
     learning_rates,
@@ -218,3 +219,24 @@ def test_the_heads_dropout_trials_change_only_the_block_and_ffn_dropouts(
     assert {layer.ffn.activation_dropout for layer in layers} == {0.0}
     assert {layer.self_attn.heads for layer in layers} == {4}
     assert n_params(model) == 3_516_464
+
+
+def test_the_vocabulary_trial_moves_the_heads_dropout_trial_to_8000_pieces(
+    trials, monkeypatch, tmp_path
+):
+    base = f"{HEADS4}_drop2_hour"
+    trial = f"{HEADS4}_drop2_spm8k_hour"
+    assert changed(trials, base, trial) == {"delight_emb_map_dim": (128, 96)}
+    # the twenty-second trial's data-bin: 8,000 pieces
+    made = fake_prep(monkeypatch, trials, tmp_path)
+    assert trials.data_bin(trial) == tmp_path / "multi30k_de_en_8000"
+    assert made == [("multi30k_de_en", tmp_path / "multi30k_de_en_8000", 8_000)]
+    assert trials.PIECES[trial] == 8_000
+    assert base not in trials.PIECES
+    model = built(trials, trial, 8_008)
+    assert model.encoder.embed_tokens.table.weight.shape == (8_008, 96)
+    # 8,008 x 96 entries, 256 fewer than 6,008 x 128; each side's embedding DExTra
+    # reads 96 numbers instead of 128 in its first layer (80 outputs), and the
+    # decoder's last projection writes 96 instead of 128 (from 160)
+    assert n_params(model) == 3_516_464 - 256 - 2 * 32 * 80 - 32 * 160 == 3_505_968
+    assert n_params(model) <= half_the_transformer(trials)

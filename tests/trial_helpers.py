@@ -85,3 +85,18 @@ def anneals_within(trial, hour):
     warmup, end, faster = learning_rates(trial, [400, hour, int(1.025 * hour)])
     assert warmup == pytest.approx(peak)
     assert end < peak * 0.01 and faster < peak * 0.01
+
+
+def fake_prep(monkeypatch, trials, folder):
+    """multi30k's data-bins made in ``folder`` by a stand-in for ``delight-prep``
+    that records what it was asked for; returns the record."""
+    made = []
+
+    def prep(bench, opts):
+        made.append((bench.name, opts.dest, opts.subwords))
+        opts.dest.mkdir(parents=True)
+        (opts.dest / "dict.de.txt").write_text("")
+
+    monkeypatch.setattr(trials.multi30k, "DATA_BIN", folder / "multi30k_de_en")
+    monkeypatch.setattr("delight_fairseq.tools.prep.cli.prepare", prep)
+    return made
