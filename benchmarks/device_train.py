@@ -19,12 +19,14 @@ CUDA kernels by total time in a torch.profiler trace of 5 further updates. Write
 """
 
 import argparse
+import contextlib
 import json
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 32768
@@ -133,6 +135,26 @@ def top_kernels(trainer, samples, n=10):
     ]
 
 
+@contextlib.contextmanager
+def keeping_peaks(peaks: list, cuda: bool):
+    """fairseq's Trainer resets CUDA's peak-memory statistics at the end of every
+    update (for its gb_free metric), after the activations are freed: append each
+    update's peak to ``peaks`` before it does."""
+    import torch
+
+    if not cuda:
+        yield
+        return
+    reset = torch.cuda.reset_peak_memory_stats
+
+    def keep_then_reset(*args, **kwargs):
+        peaks.append(torch.cuda.max_memory_allocated())
+        reset(*args, **kwargs)
+
+    with mock.patch.object(torch.cuda, "reset_peak_memory_stats", keep_then_reset):
+        yield
+
+
 def measure(name, model_args, samples, warmup, updates, data, max_tokens, cpu) -> dict:
     import torch
 
@@ -146,11 +168,13 @@ def measure(name, model_args, samples, warmup, updates, data, max_tokens, cpu) -
         torch.cuda.reset_peak_memory_stats()
     warmup_s = time.perf_counter() - start
     timed = samples[warmup : warmup + updates]
+    peaks = []
     start = time.perf_counter()
-    for sample in timed:
-        log = trainer.train_step([sample])
-    if cuda:
-        torch.cuda.synchronize()
+    with keeping_peaks(peaks, cuda):
+        for sample in timed:
+            log = trainer.train_step([sample])
+        if cuda:
+            torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     row = {
         "model": name,
@@ -164,7 +188,10 @@ def measure(name, model_args, samples, warmup, updates, data, max_tokens, cpu) -
         "last_loss": round(float(log["loss"]), 3) if log else None,
     }
     if cuda:
-        row["peak_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        peaks.append(torch.cuda.max_memory_allocated())
+        row["peak_allocated_mib"] = round(max(peaks) / 2**20)
+        # what stays between updates: weights, fp32 master copy, Adam's state, grads
+        row["held_mib"] = round(torch.cuda.memory_allocated() / 2**20)
         scaler = getattr(trainer.optimizer, "scaler", None)
         row["loss_scale"] = getattr(scaler, "loss_scale", None)
         row["top_kernels"] = top_kernels(trainer, samples[warmup + updates :])
@@ -194,18 +221,18 @@ def markdown(rows) -> str:
         f"{platform()}",
         "",
         "| model | params | target tok/s | s/update | warm-up | peak allocated "
-        "| loss scale | last loss |",
-        "|---|---|---|---|---|---|---|---|",
+        "| held between updates | loss scale | last loss |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r or "skipped" in r:
             why = f"failed: {r['error'][:80]}" if "error" in r else r["skipped"]
-            lines.append(f"| {r['model']} | {why} | | | | | | |")
+            lines.append(f"| {r['model']} | {why} | | | | | | | |")
             continue
         lines.append(
             f"| {r['model']} | {r['params'] / 1e6:.2f} M | {r['target_tokens_per_s']:,.0f} "
             f"| {r['s_per_update']:.3f} | {r['warmup_s']:.1f} s "
-            f"| {r.get('peak_allocated_mib', '-')} MiB "
+            f"| {r.get('peak_allocated_mib', '-')} MiB | {r.get('held_mib', '-')} MiB "
             f"| {r.get('loss_scale', '-')} | {r['last_loss']} |"
         )
     for r in rows:

@@ -1,5 +1,6 @@
 """benchmarks/device_check.sh stays ready between GPU loans: its no-GPU path exits 0
-and says why, and its training measurement runs (on the CPU, tiny) end to end."""
+and says why, its training measurement runs (on the CPU, tiny) end to end, and it
+reads each update's peak GPU memory before fairseq's Trainer resets it."""
 
 import json
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, load_benchmark
 
 pytestmark = pytest.mark.slow
 
@@ -39,3 +40,33 @@ def test_device_train_smoke_on_cpu(tmp_path):
     assert row["updates_timed"] == 2 and row["target_tokens_per_s"] > 0
     assert row["last_loss"] is not None and row["last_loss"] > 0
     assert "| delight d_m 128 |" in (out / "results.md").read_text()
+
+
+def test_device_train_keeps_each_updates_peak_before_fairseq_resets_it(monkeypatch):
+    import inspect
+
+    from fairseq.trainer import Trainer
+
+    # the reason: on CUDA, every train_step ends by resetting the peak statistics
+    # (for its gb_free metric), when the update's activations are already freed
+    assert "torch.cuda.reset_peak_memory_stats()" in inspect.getsource(
+        Trainer.train_step
+    )
+    device_train = load_benchmark("device_train")
+    allocator = {"peak": 0}
+
+    def reset():
+        allocator["peak"] = 0
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: allocator["peak"])
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
+    peaks = []
+    with device_train.keeping_peaks(peaks, cuda=True):
+        for update_peak in (5, 9, 3):
+            allocator["peak"] = update_peak  # the update's forward and backward
+            torch.cuda.reset_peak_memory_stats()  # fairseq, at the update's end
+            assert allocator["peak"] == 0
+    assert peaks == [5, 9, 3]
+    assert torch.cuda.reset_peak_memory_stats is reset  # put back afterwards
+    with device_train.keeping_peaks(peaks, cuda=False):
+        assert torch.cuda.reset_peak_memory_stats is reset
