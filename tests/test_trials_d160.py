@@ -3,7 +3,8 @@
 then DExTras half as deep and FFNs 608 wide, for 2,970 updates and for the updates it
 makes in the transformer's hour, then with weight decay, with decay and more dropout,
 with decay at a lower peak LR, with decay and an encoder-decoder attention d_m wide,
-that with its attentions in 4 heads, and that with more dropout."""
+that with its attentions in 4 heads, that with more dropout, and that on 8,000
+sentencepiece pieces."""
 
 import pytest
 
@@ -231,8 +232,11 @@ def test_the_vocabulary_trial_moves_the_heads_dropout_trial_to_8000_pieces(
     made = fake_prep(monkeypatch, trials, tmp_path)
     assert trials.data_bin(trial) == tmp_path / "multi30k_de_en_8000"
     assert made == [("multi30k_de_en", tmp_path / "multi30k_de_en_8000", 8_000)]
-    assert trials.PIECES[trial] == 8_000
-    assert base not in trials.PIECES
+    assert trials.PIECES == {
+        "delight_d192_ffn1_fast_prenorm_spm3k_updates": 3_000,
+        "delight_d192_ffn1_fast_prenorm_spm8k_map96_updates": 8_000,
+        trial: 8_000,
+    }
     model = built(trials, trial, 8_008)
     assert model.encoder.embed_tokens.table.weight.shape == (8_008, 96)
     # 8,008 x 96 entries, 256 fewer than 6,008 x 128; each side's embedding DExTra
