@@ -44,6 +44,12 @@ SHALLOW_F608 = ["--delight-enc-min-depth", "2", "--delight-enc-max-depth", "4",
 # 1.456 against 0.987 updates/s); so the comparison is at equal wall clock, where the
 # trials at prenorm_updates' 2,970 compare at about the transformer's updates
 SHALLOW_HOUR = 3_770
+# the updates that the thirty-third trial's shape makes in that hour at batches of
+# 2,048 tokens: SHALLOW_HOUR times the ratio of the two batches' training speeds,
+# measured one after the other on 2026-12-04 (`python benchmarks/curves.py --probe 150
+# --models` with the thirty-third trial and the thirty-sixth, each alone: 2.559 against
+# 1.238 updates/s, so each update on half the tokens takes 0.48 x the time)
+B2048_HOUR = 7_790
 
 
 def add(trials: Trials, prenorm: List[str], prenorm_updates: List[str]):
@@ -170,4 +176,18 @@ def add(trials: Trials, prenorm: List[str], prenorm_updates: List[str]):
         trials,
         "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour",
         ["--delight-emb-map-dim", "96"],
+    )
+    # the thirty-third trial with batches of 2,048 tokens instead of COMMON's 4,096, for
+    # B2048_HOUR updates and its LR annealed to 0 over them (these flags come last, so
+    # they replace the thirty-third's period and --max-update): the batch is the one
+    # setting no trial at d_m 160 changed; at d_m 192, post-norm and unregularized, the
+    # half batch (the sixteenth trial) learned faster for 20 minutes, then fell behind
+    # the 4,096-token runs and ended within their range; the shape here is pre-norm
+    # with decay 0.1 and dropout 0.2, and its validation loss still falls at its end
+    trials[
+        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b2048_hour"
+    ] = extend(
+        trials,
+        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour",
+        ["--max-tokens", "2048"] + for_updates([], B2048_HOUR),
     )

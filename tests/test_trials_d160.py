@@ -3,8 +3,8 @@
 then DExTras half as deep and FFNs 608 wide, for 2,970 updates and for the updates it
 makes in the transformer's hour, then with weight decay, with decay and more dropout,
 with decay at a lower peak LR, with decay and an encoder-decoder attention d_m wide,
-that with its attentions in 4 heads, that with more dropout, and that on 8,000
-sentencepiece pieces."""
+that with its attentions in 4 heads, that with more dropout, that on 8,000
+sentencepiece pieces, and that on batches of half the tokens."""
 
 import pytest
 
@@ -244,3 +244,26 @@ def test_the_vocabulary_trial_moves_the_heads_dropout_trial_to_8000_pieces(
     # decoder's last projection writes 96 instead of 128 (from 160)
     assert n_params(model) == 3_516_464 - 256 - 2 * 32 * 80 - 32 * 160 == 3_505_968
     assert n_params(model) <= half_the_transformer(trials)
+
+
+def test_the_half_batch_trial_halves_the_heads_trials_batch_over_its_hours_updates(
+    trials,
+):
+    base = f"{HEADS4}_drop2_hour"
+    trial = f"{HEADS4}_drop2_b2048_hour"
+    hour = trials.trials_d160.B2048_HOUR
+    # the shape's hour at 4,096 tokens times the two batches' speeds' ratio (2.559
+    # against 1.238 updates/s), to tens
+    assert hour == round(trials.trials_d160.SHALLOW_HOUR * 2.559 / 1.238, -1)
+    assert changed(trials, base, trial) == {
+        "max_tokens": (4096, 2048),
+        # fairseq sizes validation batches as training's when unset
+        "max_tokens_valid": (4096, 2048),
+        "lr_period_updates": (trials.trials_d160.SHALLOW_HOUR - 400, hour - 400),
+        "max_update": (trials.trials_d160.SHALLOW_HOUR, hour),
+    }
+    assert trial not in trials.PIECES
+    # the same warmup and peak, annealed to 0 at its last update
+    warmup, last = learning_rates(parsed(trials, trial), [400, hour - 1])
+    assert warmup == pytest.approx(0.003) and last < 0.003 * 1e-5
+    assert n_params(built(trials, trial, 6_008)) == 3_516_464
