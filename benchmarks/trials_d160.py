@@ -50,6 +50,10 @@ SHALLOW_HOUR = 3_770
 # --models` with the thirty-third trial and the thirty-sixth, each alone: 2.559 against
 # 1.238 updates/s, so each update on half the tokens takes 0.48 x the time)
 B2048_HOUR = 7_790
+# the updates that shape makes in that hour at batches of 1,024 tokens: B2048_HOUR
+# times the ratio measured the same way on 2026-12-04 (the thirty-sixth trial and the
+# thirty-seventh, each alone: 5.435 against 2.800 updates/s)
+B1024_HOUR = 15_120
 
 
 def add(trials: Trials, prenorm: List[str], prenorm_updates: List[str]):
@@ -190,4 +194,25 @@ def add(trials: Trials, prenorm: List[str], prenorm_updates: List[str]):
         trials,
         "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour",
         ["--max-tokens", "2048"] + for_updates([], B2048_HOUR),
+    )
+    # the thirty-sixth trial's batch halved again (1,024 tokens, about 52 sentences),
+    # for B1024_HOUR updates: halving it from 4,096 tokens lowered the final validation
+    # loss from 2.24-2.30 to 2.22-2.24 at equal wall clock, and that loss still fell at
+    # the end of both seeds; the quarter batch ended at 2.227, level (docs/recipes.md)
+    trials[
+        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b1024_hour"
+    ] = extend(
+        trials,
+        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour",
+        ["--max-tokens", "1024"] + for_updates([], B1024_HOUR),
+    )
+    # the thirty-sixth trial with block and FFN dropout 0.3: on half the batch it makes
+    # twice the updates, and it ends its hour 0.54-0.56 nats lower on training than on
+    # validation, where the size-matched transformer, at dropout 0.3, leaves about 0.25
+    trials[
+        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop3_b2048_hour"
+    ] = extend(
+        trials,
+        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b2048_hour",
+        ["--dropout", "0.3", "--ffn-dropout", "0.3"],
     )

@@ -100,14 +100,18 @@ def test_the_shootout_models_are_the_three_and_the_trials_are_apart(curves):
 def test_every_model_has_a_checkpoint_interval(curves):
     assert set(curves.EVERY) == set(curves.trials.ALL_MODELS)
     trials = curves.trials.TRIALS
-    # the trials on batches of 2,048 tokens save every twice their base's updates
-    halves = {
-        "delight_d192_ffn1_clock_fast_b2048",
-        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b2048_hour",
+    # the trials on batches of 2,048 tokens save every twice their base's updates, the
+    # one on 1,024 every four times
+    heads = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd"
+    smaller = {
+        "delight_d192_ffn1_clock_fast_b2048": 600,
+        f"{heads}_drop2_b2048_hour": 600,
+        f"{heads}_drop3_b2048_hour": 600,
+        f"{heads}_drop2_b1024_hour": 1_200,
     }
-    for half in halves:
-        assert curves.EVERY[half] == 2 * curves.EVERY["delight_d192"] == 600
-    for name in set(trials) - halves:
+    for name, every in smaller.items():
+        assert curves.EVERY[name] == every, name
+    for name in set(trials) - set(smaller):
         assert curves.EVERY[name] == curves.EVERY[trials[name][0]], name
 
 

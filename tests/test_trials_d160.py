@@ -201,6 +201,7 @@ HEADS4 = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd"
     [
         (f"{HEADS4}_hour", f"{HEADS4}_drop2_hour", 0.1, 0.2),
         (f"{HEADS4}_drop2_hour", f"{HEADS4}_drop3_hour", 0.2, 0.3),
+        (f"{HEADS4}_drop2_b2048_hour", f"{HEADS4}_drop3_b2048_hour", 0.2, 0.3),
     ],
 )
 def test_the_heads_dropout_trials_change_only_the_block_and_ffn_dropouts(
@@ -246,19 +247,27 @@ def test_the_vocabulary_trial_moves_the_heads_dropout_trial_to_8000_pieces(
     assert n_params(model) <= half_the_transformer(trials)
 
 
-def test_the_half_batch_trial_halves_the_heads_trials_batch_over_its_hours_updates(
-    trials,
+@pytest.mark.parametrize(
+    "tokens, hour, base_hour, ratio",
+    [
+        # the shape's hour at 4,096 tokens times the two batches' speeds' ratio (2.559
+        # against 1.238 updates/s), to tens
+        (2048, "B2048_HOUR", "SHALLOW_HOUR", 2.559 / 1.238),
+        # and that hour times the next halving's (5.435 against 2.800)
+        (1024, "B1024_HOUR", "B2048_HOUR", 5.435 / 2.800),
+    ],
+)
+def test_the_smaller_batch_trials_halve_the_batch_over_their_hours_updates(
+    trials, tokens, hour, base_hour, ratio
 ):
     base = f"{HEADS4}_drop2_hour"
-    trial = f"{HEADS4}_drop2_b2048_hour"
-    hour = trials.trials_d160.B2048_HOUR
-    # the shape's hour at 4,096 tokens times the two batches' speeds' ratio (2.559
-    # against 1.238 updates/s), to tens
-    assert hour == round(trials.trials_d160.SHALLOW_HOUR * 2.559 / 1.238, -1)
+    trial = f"{HEADS4}_drop2_b{tokens}_hour"
+    hour = getattr(trials.trials_d160, hour)
+    assert hour == round(getattr(trials.trials_d160, base_hour) * ratio, -1)
     assert changed(trials, base, trial) == {
-        "max_tokens": (4096, 2048),
+        "max_tokens": (4096, tokens),
         # fairseq sizes validation batches as training's when unset
-        "max_tokens_valid": (4096, 2048),
+        "max_tokens_valid": (4096, tokens),
         "lr_period_updates": (trials.trials_d160.SHALLOW_HOUR - 400, hour - 400),
         "max_update": (trials.trials_d160.SHALLOW_HOUR, hour),
     }
