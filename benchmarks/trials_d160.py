@@ -187,25 +187,19 @@ def add(trials: Trials, prenorm: List[str], prenorm_updates: List[str]):
     # setting no trial at d_m 160 changed; at d_m 192, post-norm and unregularized, the
     # half batch (the sixteenth trial) learned faster for 20 minutes, then fell behind
     # the 4,096-token runs and ended within their range; the shape here is pre-norm
-    # with decay 0.1 and dropout 0.2, and its validation loss still falls at its end
-    trials[
-        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b2048_hour"
-    ] = extend(
-        trials,
-        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour",
-        ["--max-tokens", "2048"] + for_updates([], B2048_HOUR),
-    )
-    # the thirty-sixth trial's batch halved again (1,024 tokens, about 52 sentences),
-    # for B1024_HOUR updates: halving it from 4,096 tokens lowered the final validation
-    # loss from 2.24-2.30 to 2.22-2.24 at equal wall clock, and that loss still fell at
-    # the end of both seeds; the quarter batch ended at 2.227, level (docs/recipes.md)
-    trials[
-        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b1024_hour"
-    ] = extend(
-        trials,
-        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour",
-        ["--max-tokens", "1024"] + for_updates([], B1024_HOUR),
-    )
+    # with decay 0.1 and dropout 0.2, and its validation loss still falls at its end;
+    # the thirty-seventh halves the batch again (1,024 tokens, about 52 sentences) for
+    # B1024_HOUR updates: the half batch had lowered the final validation loss from
+    # 2.24-2.30 to 2.22-2.24 at equal wall clock; the quarter ended at 2.227, level
+    # (docs/recipes.md)
+    for tokens, updates in ((2048, B2048_HOUR), (1024, B1024_HOUR)):
+        trials[
+            f"delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b{tokens}_hour"
+        ] = extend(
+            trials,
+            "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_hour",
+            ["--max-tokens", str(tokens)] + for_updates([], updates),
+        )
     # the thirty-sixth trial with block and FFN dropout 0.3: on half the batch it makes
     # twice the updates, and it ends its hour 0.54-0.56 nats lower on training than on
     # validation, where the size-matched transformer, at dropout 0.3, leaves about 0.25;
