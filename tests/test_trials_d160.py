@@ -4,7 +4,7 @@ then DExTras half as deep and FFNs 608 wide, for 2,970 updates and for the updat
 makes in the transformer's hour, then with weight decay, with decay and more dropout,
 with decay at a lower peak LR, with decay and an encoder-decoder attention d_m wide,
 that with its attentions in 4 heads, that with more dropout, that on 8,000
-sentencepiece pieces, and that on batches of half the tokens."""
+sentencepiece pieces, that on batches of half the tokens, and that with more dropout."""
 
 import pytest
 
@@ -202,6 +202,7 @@ HEADS4 = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd"
         (f"{HEADS4}_hour", f"{HEADS4}_drop2_hour", 0.1, 0.2),
         (f"{HEADS4}_drop2_hour", f"{HEADS4}_drop3_hour", 0.2, 0.3),
         (f"{HEADS4}_drop2_b2048_hour", f"{HEADS4}_drop3_b2048_hour", 0.2, 0.3),
+        (f"{HEADS4}_drop3_b2048_hour", f"{HEADS4}_drop4_b2048_hour", 0.3, 0.4),
     ],
 )
 def test_the_heads_dropout_trials_change_only_the_block_and_ffn_dropouts(
