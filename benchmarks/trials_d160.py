@@ -58,6 +58,25 @@ B1024_HOUR = 15_120
 HEADS4 = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd"
 
 
+# the flags that tie a trial's schedule to a number of updates
+UPDATE_COUNTS = ("--lr-period-updates", "--max-update")
+
+
+def on_the_clock(flags: List[str]) -> List[str]:
+    """``flags`` with the LR annealed over the run's wall clock (the plugin's
+    ``wallclock_cosine``, to ``--stop-time-hours``) instead of over a number of
+    updates: their UPDATE_COUNTS left out, the same warmup and peak."""
+    kept, skip = [], False
+    for flag in flags:
+        if not skip and flag in UPDATE_COUNTS:
+            skip = True  # the flag, then its value
+        elif skip:
+            skip = False
+        else:
+            kept.append(flag)
+    return kept + ["--lr-scheduler", "wallclock_cosine"]
+
+
 def dropouts(tenths: int) -> List[str]:
     """Block and FFN dropout of ``tenths`` / 10."""
     return ["--dropout", f"0.{tenths}", "--ffn-dropout", f"0.{tenths}"]
@@ -198,3 +217,11 @@ def add(trials: Trials, prenorm: List[str], prenorm_updates: List[str]):
         trials[f"{HEADS4}_drop{tenths}_b2048_hour"] = extend(
             trials, f"{HEADS4}_drop2_b2048_hour", dropouts(tenths)
         )
+    # the thirty-sixth trial for the budget itself (the fortieth): its LR annealed over
+    # the run's wall clock instead of over B2048_HOUR updates, run with --minutes 60;
+    # B2048_HOUR applied the probes' speeds of 2026-12-03 and 2026-12-04 to the
+    # transformer's hours of 2026-12-01, and the thirty-sixth's seeds made their
+    # updates in 50.9 and 46.1 of the 60 minutes (the transformer's runs used all 60,
+    # validation and checkpoints included, as --stop-time-hours counts them)
+    model, flags = trials[f"{HEADS4}_drop2_b2048_hour"]
+    trials[f"{HEADS4}_drop2_b2048_clock"] = (model, on_the_clock(flags))

@@ -108,6 +108,7 @@ def test_every_model_has_a_checkpoint_interval(curves):
         f"{heads}_drop2_b2048_hour": 600,
         f"{heads}_drop3_b2048_hour": 600,
         f"{heads}_drop4_b2048_hour": 600,
+        f"{heads}_drop2_b2048_clock": 600,
         f"{heads}_drop2_b1024_hour": 1_200,
     }
     for name, every in smaller.items():

@@ -300,6 +300,7 @@ def test_no_model_but_the_schedule_trials_overrides_common(trials):
         "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b1024_hour",
         "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop3_b2048_hour",
         "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop4_b2048_hour",
+        "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd_drop2_b2048_clock",
         "transformer_172_cosine",
     }
     for model in sorted(set(models) - schedules):

@@ -4,7 +4,8 @@ then DExTras half as deep and FFNs 608 wide, for 2,970 updates and for the updat
 makes in the transformer's hour, then with weight decay, with decay and more dropout,
 with decay at a lower peak LR, with decay and an encoder-decoder attention d_m wide,
 that with its attentions in 4 heads, that with more dropout, that on 8,000
-sentencepiece pieces, that on batches of half the tokens, and that with more dropout."""
+sentencepiece pieces, that on batches of half the tokens, that with more dropout, and
+that annealed over the wall clock."""
 
 import pytest
 
@@ -276,4 +277,25 @@ def test_the_smaller_batch_trials_halve_the_batch_over_their_hours_updates(
     # the same warmup and peak, annealed to 0 at its last update
     warmup, last = learning_rates(parsed(trials, trial), [400, hour - 1])
     assert warmup == pytest.approx(0.003) and last < 0.003 * 1e-5
+    assert n_params(built(trials, trial, 6_008)) == 3_516_464
+
+
+def test_the_clock_trial_anneals_the_half_batch_trial_over_the_budgets_wall_clock(
+    trials,
+):
+    base = f"{HEADS4}_drop2_b2048_hour"
+    trial = f"{HEADS4}_drop2_b2048_clock"
+    assert shared_changes(trials, trial, base=base) == {
+        "lr_scheduler": ("cosine", "wallclock_cosine"),
+        # fairseq's default: no limit; the run stops at --stop-time-hours
+        "max_update": (trials.trials_d160.B2048_HOUR, 0),
+    }
+    namespace = parsed(trials, trial)
+    # the same peak and warmup, the cosine over the time that multi30k.train gives
+    # the run (--stop-time-hours), which the scheduler requires
+    assert (namespace.lr, namespace.warmup_updates) == ([0.003], 400)
+    assert not hasattr(namespace, "lr_period_updates")
+    with pytest.raises(ValueError, match="stop-time-hours"):
+        learning_rates(namespace, [400])
+    assert trial not in trials.PIECES
     assert n_params(built(trials, trial, 6_008)) == 3_516_464
