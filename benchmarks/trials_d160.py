@@ -58,20 +58,18 @@ B1024_HOUR = 15_120
 HEADS4 = "delight_d160_depth2to4_ffn528_cross160_heads4_fast_prenorm_wd"
 
 
-# the flags that tie a trial's schedule to a number of updates
-UPDATE_COUNTS = ("--lr-period-updates", "--max-update")
+# the flags (each with a value) that set a trial's schedule and its number of updates
+SCHEDULE = ("--lr-scheduler", "--lr-period-updates", "--max-update")
 
 
 def on_the_clock(flags: List[str]) -> List[str]:
     """``flags`` with the LR annealed over the run's wall clock (the plugin's
     ``wallclock_cosine``, to ``--stop-time-hours``) instead of over a number of
-    updates: their UPDATE_COUNTS left out, the same warmup and peak."""
-    kept, skip = [], False
-    for flag in flags:
-        if not skip and flag in UPDATE_COUNTS:
-            skip = True  # the flag, then its value
-        elif skip:
-            skip = False
+    updates: their SCHEDULE flags left out, the same warmup and peak."""
+    kept, rest = [], iter(flags)
+    for flag in rest:
+        if flag in SCHEDULE:
+            next(rest)  # its value
         else:
             kept.append(flag)
     return kept + ["--lr-scheduler", "wallclock_cosine"]
