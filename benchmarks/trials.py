@@ -290,6 +290,13 @@ TRIALS["delight_d192_ffn1_fast_prenorm_inner_updates"] = (
 trials_d160.add(
     TRIALS, TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1], PRENORM_UPDATES
 )
+# the transformer with its LR annealed over the hour's wall clock, as the fortieth
+# trial is (trials_d160.on_the_clock): the same warmup and peak, nothing else changed;
+# so that the final comparison's two families share the schedule and the day
+TRIALS["transformer_256_clock"] = (
+    "transformer_256",
+    trials_d160.on_the_clock(TRIALS["transformer_256_cosine"][1]),
+)
 # the sentencepiece pieces of the models that do not train on the recipe's data-bin
 PIECES = {
     "delight_d192_ffn1_fast_prenorm_spm3k_updates": 3_000,

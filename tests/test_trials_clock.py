@@ -32,6 +32,26 @@ def test_the_clock_trial_anneals_the_ffn_trial_over_the_hours_wall_clock(trials)
     assert (namespace.lr, namespace.warmup_updates) == ([0.003], 400)
 
 
+def test_the_clock_transformer_anneals_the_annealed_transformer_over_the_wall_clock(
+    trials,
+):
+    trial = "transformer_256_clock"
+    assert shared_changes(trials, trial, base="transformer_256_cosine") == {
+        "lr_scheduler": ("cosine", "wallclock_cosine"),
+    }
+    namespace = parsed(trials, trial)
+    # the transformer recipe's peak and warmup, no update limit: multi30k.train's
+    # --stop-time-hours is the time the cosine spans, as in the fortieth trial's
+    assert (namespace.lr, namespace.warmup_updates) == ([0.002], 250)
+    assert namespace.max_update == 0
+    final = parsed(trials, f"{trials.trials_d160.HEADS4}_drop2_b2048_clock")
+    assert namespace.lr_scheduler == final.lr_scheduler == "wallclock_cosine"
+    # the size-matched comparison's transformer: 3+3 layers of 256, 7.07 M
+    assert n_params(built(trials, trial, 6_008)) == n_params(
+        built(trials, "transformer_256_cosine", 6_008)
+    )
+
+
 def test_the_fast_clock_trial_changes_only_how_the_clock_trial_draws_dropout(trials):
     trial = "delight_d192_ffn1_clock_fast"
     assert shared_changes(trials, trial, base="delight_d192_ffn1_clock") == {}
