@@ -111,6 +111,11 @@ def annealing(flags: List[str], updates: int, margin: float = 1.03) -> List[str]
     return ["--lr-scheduler", "cosine", "--lr-period-updates", str(period)]
 
 
+# the flags that anneal the LR over the run's wall clock instead (the plugin's
+# wallclock_cosine, to multi30k.train's --stop-time-hours): the same warmup and peak
+CLOCK = ["--lr-scheduler", "wallclock_cosine"]
+
+
 def for_updates(flags: List[str], updates: int) -> List[str]:
     """A d_m 192 trial's ``flags`` for ``updates`` updates instead of a wall-clock
     budget, its LR annealed to 0 over them."""

@@ -17,7 +17,7 @@ from typing import Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multi30k  # noqa: E402
 import trials_d160  # noqa: E402
-from multi30k import BASE, MODELS, annealing, for_updates, recipe  # noqa: E402
+from multi30k import BASE, CLOCK, MODELS, annealing, for_updates, recipe  # noqa: E402
 from trials_d160 import extend  # noqa: E402
 
 # what delight_d192 makes in 60 minutes here (its runs: 4,678 and 4,681 updates)
@@ -187,7 +187,7 @@ TRIALS["delight_d192_ffn1_wd_cosine"] = extend(
 # seed 1 ended its period at 0.72 (18 % of the peak LR), its seed 2 at 0.98
 TRIALS["delight_d192_ffn1_clock"] = (
     "delight_d192",
-    FFN1 + ["--lr-scheduler", "wallclock_cosine"],
+    FFN1 + CLOCK,
 )
 # the clock trial with its dropout masks drawn by the fused kernel
 # (--delight-fast-dropout): the same distribution, other draws; 1.04x the training
@@ -291,12 +291,8 @@ trials_d160.add(
     TRIALS, TRIALS["delight_d192_ffn1_clock_fast_prenorm"][1], PRENORM_UPDATES
 )
 # the transformer with its LR annealed over the hour's wall clock, as the fortieth
-# trial is (trials_d160.on_the_clock): the same warmup and peak, nothing else changed;
-# so that the final comparison's two families share the schedule and the day
-TRIALS["transformer_256_clock"] = (
-    "transformer_256",
-    trials_d160.on_the_clock(TRIALS["transformer_256_cosine"][1]),
-)
+# trial is: so that the final comparison's two families share the schedule and the day
+TRIALS["transformer_256_clock"] = ("transformer_256", CLOCK)
 # the sentencepiece pieces of the models that do not train on the recipe's data-bin
 PIECES = {
     "delight_d192_ffn1_fast_prenorm_spm3k_updates": 3_000,

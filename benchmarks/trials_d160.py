@@ -6,7 +6,7 @@ TRIALS, built on its pre-norm trial's flags (``prenorm``) and those flags for it
 
 from typing import Dict, List, Tuple
 
-from multi30k import for_updates
+from multi30k import CLOCK, for_updates
 
 Trials = Dict[str, Tuple[str, List[str]]]
 
@@ -72,7 +72,7 @@ def on_the_clock(flags: List[str]) -> List[str]:
             next(rest)  # its value
         else:
             kept.append(flag)
-    return kept + ["--lr-scheduler", "wallclock_cosine"]
+    return kept + CLOCK
 
 
 def dropouts(tenths: int) -> List[str]:
