@@ -14,6 +14,9 @@ built once and then run in turn ``--rounds`` times in this one process (so that 
 machine's drift falls on all alike), and prints each one's median sentences/s and
 how many of its hypotheses equal the engine's:
 
+* ``torch matmul`` and ``oneDNN matmul``: the float32 products through
+  ``F.linear`` (the model's own arithmetic) or through oneDNN (the engine's
+  ``matmul`` option; ``engine`` is its default, ``"auto"``);
 * ``torch candidates``: the beam candidates from nan_to_num, add and torch.topk
   instead of the fused kernel (csrc/beam_topk.cpp);
 * ``fresh log-probs``: the log-probabilities in a new tensor at every step instead
@@ -110,6 +113,8 @@ def sorted_batches(task, sentences: int):
 
 VARIANTS = (
     "engine",
+    "torch matmul",
+    "oneDNN matmul",
     "torch candidates",
     "fresh log-probs",
     "int8",
@@ -126,7 +131,8 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
 
     if variant == "bfloat16":
         model = copy.deepcopy(model).bfloat16()
-    engine = Engine(model, tgt_dict, args.beam, args.lenpen)
+    matmul = {"torch matmul": "torch", "oneDNN matmul": "onednn"}.get(variant, "auto")
+    engine = Engine(model, tgt_dict, args.beam, args.lenpen, matmul=matmul)
     if variant == "torch candidates":
         step = engine.step
         fused_candidates = engine._candidates

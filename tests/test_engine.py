@@ -21,6 +21,7 @@ from fairseq.sequence_generator import SequenceGenerator
 
 from delight_fairseq.builder import build_model
 from delight_fairseq.inference import Engine
+from delight_fairseq.inference.matmul import onednn_available
 from delight_fairseq.tools.synthetic import sentence_pair
 
 from helpers import (
@@ -99,10 +100,12 @@ def engine_best(model, tgt_dict, src, lengths, beam, lenpen, a, b, min_len, **kw
     return [tokens for tokens, _ in out], torch.tensor([s for _, s in out])
 
 
-def assert_same_search(model, tgt_dict, src, lengths, setting, **kw):
-    """The engine's best hypotheses and scores are fairseq's; returns them."""
+def assert_same_search(model, tgt_dict, src, lengths, setting, matmul=None, **kw):
+    """The engine's best hypotheses and scores are fairseq's; returns them.
+    ``matmul``: the engine's option (its default if None)."""
     ref, ref_scores = fairseq_best(model, tgt_dict, src, lengths, *setting, **kw)
-    got, got_scores = engine_best(model, tgt_dict, src, lengths, *setting, **kw)
+    engine_kw = dict(kw) if matmul is None else dict(kw, matmul=matmul)
+    got, got_scores = engine_best(model, tgt_dict, src, lengths, *setting, **engine_kw)
     assert got == ref
     torch.testing.assert_close(got_scores, ref_scores)
     return ref
@@ -327,14 +330,17 @@ def test_trained_model_same_hypotheses_as_sequence_generator(synthetic, override
     d, train, src, lengths = synthetic
     model = train_tiny(train, d, **overrides)
     results = {}
+    # float32: the products through F.linear and through oneDNN where torch has it
+    backends = ["torch", "onednn"] if onednn_available() else ["torch"]
     for dtype in (torch.float32, torch.float64):
         model = model.to(dtype)
         for setting in TRAINED_SETTINGS:
             if dtype == torch.float32 and setting[1:] != (1.0, 0.0, 30, 1):
                 continue  # float32: the default settings at beams 1 and 5
-            results[dtype, setting] = assert_same_search(
-                model, d, src, lengths, setting
-            )
+            for matmul in backends if dtype == torch.float32 else [None]:
+                results[dtype, setting] = assert_same_search(
+                    model, d, src, lengths, setting, matmul
+                )
     greedy = results[torch.float64, TRAINED_SETTINGS[0]]
     beam5 = results[torch.float64, TRAINED_SETTINGS[1]]
     assert max(len(h) for h in results[torch.float64, TRAINED_SETTINGS[4]]) == 6

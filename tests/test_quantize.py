@@ -145,11 +145,11 @@ def test_auto_glt_switches_by_rows(trained, monkeypatch):
 def test_output_layer_in_slices(trained, monkeypatch):
     """The output layer runs OUTPUT_ROWS rows at a time: slices of 7 rows
     give log-probabilities as close as whole batches."""
-    from delight_fairseq.inference import quantize
+    from delight_fairseq.inference import step
 
     model, d, src, lengths, prefix = trained
     whole = step_log_probs(Engine(model, d, int8=True), src, lengths, prefix)
-    monkeypatch.setattr(quantize, "OUTPUT_ROWS", 7)
+    monkeypatch.setattr(step, "OUTPUT_ROWS", 7)
     sliced = step_log_probs(Engine(model, d, int8=True), src, lengths, prefix)
     assert sliced.shape == whole.shape
     likely = whole > LIKELY

@@ -147,15 +147,21 @@ def test_many_unknown_tokens_warn(translator, caplog):
     assert "100% of the source tokens are unknown" in caplog.text
 
 
+@pytest.mark.parametrize("matmul", ["auto", "torch", "onednn"])
 @pytest.mark.parametrize("beam", [1, 5])
-def test_engine_equals_fp32_reference(words, beam):
+def test_engine_equals_fp32_reference(words, beam, matmul):
+    from delight_fairseq.inference.matmul import onednn_available
+
+    if matmul == "onednn" and not onednn_available():
+        pytest.skip("this torch has no oneDNN linear")
     ckpt, _, sources, _ = words
     lines = sources + ["", " ".join(sources[:6])]
-    engine = tr.Translator(ckpt, beam=beam, bpe="none", lenpen=0.8)
+    engine = tr.Translator(ckpt, beam=beam, bpe="none", lenpen=0.8, matmul=matmul)
     reference = tr.Translator(
         ckpt, beam=beam, bpe="none", lenpen=0.8, fp32_reference=True
     )
     assert reference.engine is None
+    assert engine.engine.matmul == matmul
     assert engine.translate(lines) == reference.translate(lines)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .loading import TranslateError
+from .matmul import BACKENDS
 from .progress import name_lines
 from .text import KINDS, TOKENIZERS
 from .translate import DEFAULT_BATCH_TOKENS, DEFAULT_CHUNK_LINES, Translator
@@ -136,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         "faster than float32 on some models and slower on others (benchmarks/RESULTS.md)",
     )
     g.add_argument(
+        "--matmul",
+        choices=BACKENDS,
+        default="auto",
+        help="the float32 engine's products: torch (F.linear, as the model's "
+        "modules), onednn, or auto (oneDNN where a one-time measurement finds "
+        "it faster; default)",
+    )
+    g.add_argument(
         "--fp32-reference",
         action="store_true",
         help="decode with fairseq's SequenceGenerator instead of the engine",
@@ -190,6 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             chunk_lines=args.chunk_lines,
             int8=args.int8,
             fp32_reference=args.fp32_reference,
+            matmul=args.matmul,
             device=args.device,
             threads=args.threads,
             workers=args.workers,

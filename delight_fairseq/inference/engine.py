@@ -48,6 +48,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from . import functional as fn
+from .matmul import BACKENDS, resolve
 from .step import DecoderStep, KeyValueCache
 
 
@@ -62,6 +64,11 @@ class Engine:
 
     ``int8=True`` quantizes the engine (on CPU) with
     :func:`delight_fairseq.inference.quantize.quantize_engine`'s defaults.
+
+    ``matmul`` picks the library of a float32 engine's products on the CPU
+    (:mod:`delight_fairseq.inference.matmul`): ``"torch"`` computes them as
+    the model's modules do; ``"onednn"`` runs them on oneDNN;
+    ``"auto"`` takes oneDNN where a one-time measurement finds it faster.
     """
 
     def __init__(
@@ -77,14 +84,21 @@ class Engine:
         unk_penalty: float = 0.0,
         normalize_scores: bool = True,
         int8: bool = False,
+        matmul: str = "auto",
     ):
         if not hasattr(model, "decoder") or not hasattr(model.decoder, "layers"):
             raise TypeError(
                 "Engine decodes a DeLighT model (DeLighTTransformerModel); got "
                 f"{type(model).__name__}"
             )
+        if matmul not in BACKENDS:
+            raise ValueError(
+                f"matmul is {matmul!r}; choose one of {', '.join(BACKENDS)}"
+            )
         model.eval()
         self.model = model
+        self.matmul = matmul
+        self.onednn = False  # whether the current batch's products use oneDNN
         self._configure(
             tgt_dict, beam, lenpen, max_len_a, max_len_b, min_len, unk_penalty
         )
@@ -123,6 +137,7 @@ class Engine:
         builds its engines so."""
         engine = cls.__new__(cls)
         engine.model = None
+        engine.matmul, engine.onednn = "torch", False
         engine._configure(
             tgt_dict, beam, lenpen, max_len_a, max_len_b, min_len, unk_penalty
         )
@@ -155,7 +170,12 @@ class Engine:
 
     def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tuple[Tensor, Tensor]:
         """The model's encoder: the S x B x d_m output and the B x S padding
-        mask (a quantized engine replaces this)."""
+        mask (a quantized engine replaces this). With oneDNN, the encoder's
+        functional counterpart over the same weights."""
+        if self.onednn:
+            encoder = fn.Encoder(self.model.encoder)
+            fn.use_onednn(encoder)
+            return encoder(src_tokens)
         out = self.model.encoder(src_tokens, src_lengths=src_lengths)
         return out["encoder_out"][0], out["encoder_padding_mask"][0]
 
@@ -233,8 +253,11 @@ class Engine:
         if bsz == 0:
             return best_tokens, best_len, best_score
 
+        if self.model is not None and self.int8 is None:  # float32 over the model
+            param = next(self.model.parameters())
+            self.onednn = resolve(self.matmul, param) == "onednn"
         like, padding_mask = self.encode(src_tokens, src_lengths)
-        self.step.prepare(vocab, max_len + 1, bsz * beam, like)
+        self.step.prepare(vocab, max_len + 1, bsz * beam, like, self.onednn)
         self.cache.reset(bsz * beam, max_len + 1, like)
         enc = self.step.encoder_state(like, padding_mask)
 

@@ -29,6 +29,7 @@ from .. import fused
 from ..attention import merge_heads, split_heads
 from ..dextra import mix_grouped
 from ..group_linear import GroupLinear as _GroupLinearModule
+from . import matmul
 
 
 def glt_kernel(like: Tensor):
@@ -119,6 +120,36 @@ class LinearNormAct:
             n = self.norm
             return kernel.forward(y, self.bias.unsqueeze(0), n.weight, n.bias, False)[0]
         return F.silu(self.norm(F.linear(x, self.weight, self.bias)))
+
+
+class PackedLinear(Linear):
+    """A Linear on oneDNN (matmul.py): the weight also in oneDNN's layout."""
+
+    __slots__ = ("layout",)
+
+    def __init__(self, linear: Linear):
+        self.weight, self.bias = linear.weight, linear.bias
+        self.layout = matmul.packed(linear.weight)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return matmul.onednn_linear(x, self.layout, self.bias)
+
+
+class PackedLinearNormAct(LinearNormAct):
+    """A LinearNormAct whose product runs on oneDNN (matmul.py)."""
+
+    __slots__ = ("layout",)
+
+    def __init__(self, layer: LinearNormAct):
+        self.weight, self.bias, self.norm = layer.weight, layer.bias, layer.norm
+        self.layout = matmul.packed(layer.weight)
+
+    def __call__(self, x: Tensor, kernel) -> Tensor:
+        if kernel is not None:
+            y = matmul.onednn_linear(x, self.layout, None).unsqueeze(0)
+            n = self.norm
+            return kernel.forward(y, self.bias.unsqueeze(0), n.weight, n.bias, False)[0]
+        return F.silu(self.norm(matmul.onednn_linear(x, self.layout, self.bias)))
 
 
 class GroupLinear:
@@ -327,3 +358,42 @@ class Encoder:
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, padding
+
+
+# -- float32 products on oneDNN ---------------------------------------------------------
+
+
+def attributes(obj):
+    """An object's attribute names: its classes' slots, then its dict."""
+    names = []
+    for cls in type(obj).__mro__:
+        for name in cls.__dict__.get("__slots__", ()):
+            if name not in names:
+                names.append(name)
+    names += [name for name in getattr(obj, "__dict__", {}) if name not in names]
+    return names
+
+
+_PACKED = {Linear: PackedLinear, LinearNormAct: PackedLinearNormAct}
+_CONTAINERS = (DExTra, DecoderBlock, DecoderWeights, Embedding, EncoderBlock, Encoder)
+
+
+def use_onednn(obj) -> None:
+    """In place: every float32 Linear and LinearNormAct in this tree of parts
+    (a DecoderWeights, an Encoder, ...) runs its product on oneDNN."""
+    for name in attributes(obj):
+        if hasattr(obj, name):
+            value = getattr(obj, name)
+            if isinstance(value, list):
+                setattr(obj, name, [_onednn(item) for item in value])
+            else:
+                setattr(obj, name, _onednn(value))
+
+
+def _onednn(value):
+    packed = _PACKED.get(type(value))
+    if packed is not None:
+        return packed(value)
+    if isinstance(value, _CONTAINERS):
+        use_onednn(value)
+    return value

@@ -223,6 +223,7 @@ def build_decoder(
     min_len: int,
     int8: bool = False,
     fp32_reference: bool = False,
+    matmul: str = "auto",
 ):
     """The search over ``model``: returns ``(engine, generator, description)``,
     the lean :class:`~delight_fairseq.inference.Engine` (quantized by
@@ -242,6 +243,7 @@ def build_decoder(
         )
         return None, generator, "fairseq's SequenceGenerator (float32 reference)"
     from .engine import Engine
+    from .matmul import resolve
 
     engine = Engine(
         model,
@@ -251,7 +253,10 @@ def build_decoder(
         max_len_a=max_len_a,
         max_len_b=max_len_b,
         min_len=min_len,
+        matmul=matmul,
     )
     if int8:
         return quantize_engine(engine), None, "the engine, int8"
-    return engine, None, "the engine"
+    library = resolve(matmul, next(model.parameters()))
+    products = "oneDNN" if library == "onednn" else "F.linear"
+    return engine, None, f"the engine, float32 products through {products}"

@@ -30,6 +30,7 @@ from fairseq.modules.sinusoidal_positional_embedding import (
 from torch import Tensor
 
 from . import functional as fn
+from .functional import attributes
 
 MODES = ("int8", "dequant")
 GLT_MODES = ("int8", "dequant", "auto")
@@ -291,17 +292,6 @@ CLASSES = {
         QEmbedding,
     )
 }
-
-
-def attributes(obj):
-    """An object's attribute names: its classes' slots, then its dict."""
-    names = []
-    for cls in type(obj).__mro__:
-        for name in cls.__dict__.get("__slots__", ()):
-            if name not in names:
-                names.append(name)
-    names += [name for name in getattr(obj, "__dict__", {}) if name not in names]
-    return names
 
 
 def to_state(value):

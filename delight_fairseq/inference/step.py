@@ -30,11 +30,16 @@ from typing import List
 import torch
 from torch import Tensor
 
-from .functional import DecoderWeights, attend, glt_kernel
+from . import matmul
+from .functional import DecoderWeights, attend, glt_kernel, use_onednn
 
 #: Above this many elements (V x d_m) the decoder's token embeddings are
 #: computed per step instead of once for the whole vocabulary.
 MAX_TOKEN_TABLE = 1 << 26
+#: rows of logits computed at a time where the output layer is not one
+#: torch.mm into a reused buffer (on oneDNN, or int8): each slice comes from
+#: memory the allocator keeps and is still in cache for the log-softmax
+OUTPUT_ROWS = 128
 
 
 class KeyValueCache:
@@ -119,6 +124,10 @@ class DecoderStep:
         self.embedding_dim = decoder.embed_tokens.embedding_dim
         self.weights = DecoderWeights(decoder)
         self.kernel = None
+        # the products on oneDNN (matmul.py) for this batch
+        self.onednn = False
+        self._output_layout: Tensor = torch.empty(0)
+        self.vocab_size = 0
         self._token_table: Tensor = torch.empty(0)
         self._positions: Tensor = torch.empty(0)
         self._logits: Tensor = torch.empty(0)
@@ -126,14 +135,21 @@ class DecoderStep:
 
     # -- per batch ------------------------------------------------------------
 
-    def prepare(self, vocab_size: int, steps: int, rows: int, like: Tensor) -> None:
+    def prepare(
+        self, vocab_size: int, steps: int, rows: int, like: Tensor, onednn: bool = False
+    ) -> None:
         """Ready the step for a batch of up to ``rows`` hypotheses and
         ``steps`` steps, on ``like``'s dtype and device: read the weights
-        (where they are now), choose the GLT kernel as the modules would, and
+        (where they are now; with ``onednn``, the float32 products go to
+        oneDNN), choose the GLT kernel as the modules would, and
         build what does not depend on the sentence: the sinusoidal positions,
         room for the logits, and, once, the embedding of every target token
         (when V x d_m is at most MAX_TOKEN_TABLE)."""
         self.weights = self.read_weights()
+        self.onednn = onednn
+        if onednn:
+            use_onednn(self.weights)
+            self._output_layout = matmul.packed(self.weights.output[0])
         self.kernel = glt_kernel(like)
         self.reserve_logits(rows, vocab_size, like)
         table = self._token_table
@@ -163,6 +179,7 @@ class DecoderStep:
     def reserve_logits(self, rows: int, vocab_size: int, like: Tensor) -> None:
         """Room for rows x V logits (:meth:`output_layer` writes there) and
         their float32 log-probabilities (:meth:`log_probs`)."""
+        self.vocab_size = vocab_size
         self._logits = reuse_buffer(
             self._logits, rows, vocab_size, like.dtype, like.device
         )
@@ -244,12 +261,33 @@ class DecoderStep:
         """rows x map_dim -> rows x V float32 log-probabilities, into a
         buffer reused across steps (a fresh tensor of this size is new pages
         of memory at every step, which the kernel writes for the first time)."""
+        if self.onednn:
+            layout = self._output_layout
+            return self.log_probs_by_rows(
+                x, lambda rows: matmul.onednn_linear(rows, layout, None)
+            )
         logits = self.output_layer(x)
         rows, vocab = logits.shape
         out = self._lprobs = reuse_buffer(
             self._lprobs, rows, vocab, torch.float32, x.device
         )
         return torch.log_softmax(logits, -1, dtype=torch.float32, out=out[:rows])
+
+    def log_probs_by_rows(self, x: Tensor, output) -> Tensor:
+        """rows x map_dim -> rows x V float32 log-probabilities: the output
+        layer ``output`` and the log-softmax, OUTPUT_ROWS rows at a time, into
+        the reused buffer."""
+        rows = x.size(0)
+        self._lprobs = reuse_buffer(
+            self._lprobs, rows, self.vocab_size, torch.float32, x.device
+        )
+        out = self._lprobs[:rows]
+        for start in range(0, rows, OUTPUT_ROWS):
+            stop = min(start + OUTPUT_ROWS, rows)
+            torch.log_softmax(
+                output(x[start:stop]), -1, dtype=torch.float32, out=out[start:stop]
+            )
+        return out
 
     def output_layer(self, x: Tensor) -> Tensor:
         """rows x map_dim -> rows x V, into a buffer reused across steps."""

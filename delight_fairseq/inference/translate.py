@@ -67,6 +67,9 @@ class Translator:
             ``delight_fairseq.inference.quantize.quantize_engine``.
         fp32_reference: decode with fairseq's SequenceGenerator instead of the
             engine, in float32 (for comparison).
+        matmul: the float32 engine's products (``delight_fairseq.inference.
+            matmul``): ``auto``, ``torch`` (as the model's modules) or
+            ``onednn``.
         device: ``cpu``, ``cuda``, ...; default: CUDA when available.
         threads: the CPU threads to use, if given (``torch.set_num_threads``,
             process-wide); with ``workers``, shared among them.
@@ -98,6 +101,7 @@ class Translator:
         chunk_lines: int = DEFAULT_CHUNK_LINES,
         int8: bool = False,
         fp32_reference: bool = False,
+        matmul: str = "auto",
         device: Optional[str] = None,
         threads: Optional[int] = None,
         workers: int = 1,
@@ -167,6 +171,7 @@ class Translator:
             max_len_b=max_len_b,
             min_len=min_len,
             int8=int8,
+            matmul=matmul,
         )
         self.engine, self.generator, decoder = build_decoder(
             self.model, self.tgt_dict, fp32_reference=fp32_reference, **search
