@@ -28,7 +28,10 @@ intra_threads=1``. At 1 thread they are the plain engines and are not run.
 
 Engines: ``delight-fairseq`` (fairseq's SequenceGenerator through
 ``task.inference_step``, as fairseq-generate), ``delight-engine``
-(``delight_fairseq.inference.Engine``), ``delight-engine-int8`` (the engine after
+(``delight_fairseq.inference.Engine``, its float32 products on oneDNN where a
+one-time measurement finds it faster: ``matmul="auto"``), ``delight-engine-torch``
+(the same with ``matmul="torch"``: the products through ``F.linear``, as the
+model's modules), ``delight-engine-int8`` (the engine after
 ``Engine(..., int8=True)``), ``transformer-fairseq``, ``transformer-ct2`` and ``transformer-ct2-int8``
 (the checkpoint converted once by ``ct2-fairseq-converter``, run by
 ``ctranslate2.Translator`` with compute_type float32 / int8). Writes
@@ -58,6 +61,7 @@ SOURCE = "test_2016_flickr.de"  # the references: multi30k.REFERENCES["test"]
 ENGINES = {
     "delight-fairseq": ("delight", "fairseq", None, False),
     "delight-engine": ("delight", "engine", None, False),
+    "delight-engine-torch": ("delight", "engine", "torch", False),
     "delight-engine-int8": ("delight", "engine", "int8", False),
     "delight-engine-workers": ("delight", "engine", None, True),
     "delight-engine-int8-workers": ("delight", "engine", "int8", True),
@@ -110,7 +114,8 @@ def torch_translator(spec):
 
         pool = EnginePool([
             Engine(model, tgt_dict, beam=beam, lenpen=lenpen, max_len_b=MAX_LEN,
-                   int8=spec["option"] == "int8")
+                   int8=spec["option"] == "int8",
+                   matmul="torch" if spec["option"] == "torch" else "auto")
             for _ in range(workers)
         ])  # fmt: skip
         search = pool.translate

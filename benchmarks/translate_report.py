@@ -41,7 +41,7 @@ def plot(results: dict, path: Path, engines):
     fig, axes = plt.subplots(
         1, len(beams), figsize=(6 * len(beams) + 2, 4.5), squeeze=False
     )
-    colors = dict(zip(engines, plt.cm.tab10.colors))
+    colors = dict(zip(engines, plt.cm.tab20.colors))
     markers = {1: "o", 2: "s"}
     for ax, beam in zip(axes[0], beams):
         for r in results["runs"]:

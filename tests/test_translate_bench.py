@@ -60,13 +60,15 @@ def test_smoke_every_engine(tmp_path):
     results = json.loads((out / "results.json").read_text())
     runs = {r["engine"]: r for r in results["runs"]}
     assert set(runs) | set(results["skipped"]) == {
-        "delight-fairseq", "delight-engine", "delight-engine-int8",
-        "transformer-fairseq", "transformer-ct2", "transformer-ct2-int8",
+        "delight-fairseq", "delight-engine", "delight-engine-torch",
+        "delight-engine-int8", "transformer-fairseq", "transformer-ct2",
+        "transformer-ct2-int8",
     }  # fmt: skip
     for r in runs.values():
         assert r["sentences_per_s"] > 0 and r["peak_rss_mib"] > 0 and "bleu" in r
     hyps = {e: (out / "hyps" / f"{e}_t1_b1.en").read_text().splitlines() for e in runs}
     assert hyps["delight-engine"] == hyps["delight-fairseq"]
+    assert hyps["delight-engine-torch"] == hyps["delight-fairseq"]
     same = sum(
         a == b for a, b in zip(hyps["transformer-ct2"], hyps["transformer-fairseq"])
     )
