@@ -1,6 +1,6 @@
 """The float32 engine's products on oneDNN (delight_fairseq/inference/matmul.py):
-the same values as F.linear, the packed weights kept and renewed, the choice of
-library, and the functional encoder on oneDNN against the model's encoder."""
+the same values as F.linear (rows padded to ROW_STEP or not), the packed weights
+kept and renewed, the choice of library, and a decoder's parts on oneDNN."""
 
 import gc
 
@@ -20,7 +20,7 @@ needs_onednn = pytest.mark.skipif(
 
 @needs_onednn
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(5, 24), (3, 7, 24), (1, 24)])
+@pytest.mark.parametrize("shape", [(5, 24), (3, 7, 24), (1, 24), (64, 24)])
 def test_onednn_linear_gives_f_linear(shape, bias):
     torch.manual_seed(0)
     x, weight = torch.randn(shape), torch.randn(40, 24)
@@ -84,22 +84,26 @@ def test_engine_rejects_an_unknown_library():
 
 
 @needs_onednn
-def test_functional_encoder_on_onednn_gives_the_models():
-    """The float32 engine on oneDNN runs the encoder's functional counterpart
-    with every product on oneDNN: the model's encoder output, to float32's
-    precision."""
+def test_a_decoder_on_onednn_gives_the_same_products():
+    """use_onednn turns every Linear and LinearNormAct of a decoder's parts
+    into its oneDNN counterpart, which computes the same values (with the
+    fused GLT kernel and without)."""
+    from delight_fairseq import fused
+
     torch.manual_seed(0)
     model = build("delight", src_vocab=30, **TINY_SHAPE, **DROPOUT_OFF).eval()
-    src = torch.randint(4, 30, (3, 6))
-    src[0, :2] = 1  # left padding
-    lengths = src.ne(1).sum(1)
-    engine = Engine(model, make_dictionary(30), matmul="onednn")
-    engine.onednn = True
-    got, padding = engine.encode(src, lengths)
-    out = model.encoder(src, src_lengths=lengths)
-    assert torch.equal(padding, out["encoder_padding_mask"][0])
-    torch.testing.assert_close(got, out["encoder_out"][0], rtol=1e-5, atol=1e-5)
-    encoder = fn.Encoder(model.encoder)
-    fn.use_onednn(encoder)
-    products = [encoder.blocks[0].fc1, encoder.blocks[0].dextra.input_layer]
-    assert all(hasattr(p, "layout") for p in products)
+    weights = fn.DecoderWeights(model.decoder)
+    plain = fn.DecoderWeights(model.decoder)
+    matmul.use_onednn(weights)
+    block, ref = weights.blocks[0], plain.blocks[0]
+    assert isinstance(block.fc1, matmul.PackedLinear)
+    assert isinstance(block.dextra.input_layer, matmul.PackedLinearNormAct)
+    assert isinstance(block.dextra.output_layer, matmul.PackedLinearNormAct)
+    x = torch.randn(37, block.fc1.weight.size(1))
+    close = dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(block.ffn(x), ref.ffn(x), **close)
+    x = torch.randn(37, block.dextra.input_layer.weight.size(1))
+    kernels = [None] + ([fused.load()] if fused.usable(x) else [])
+    for kernel in kernels:
+        got = block.dextra(x, kernel)
+        torch.testing.assert_close(got, ref.dextra(x, kernel), **close)

@@ -48,7 +48,6 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-from . import functional as fn
 from .matmul import BACKENDS, resolve
 from .step import DecoderStep, KeyValueCache
 
@@ -170,12 +169,10 @@ class Engine:
 
     def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tuple[Tensor, Tensor]:
         """The model's encoder: the S x B x d_m output and the B x S padding
-        mask (a quantized engine replaces this). With oneDNN, the encoder's
-        functional counterpart over the same weights."""
-        if self.onednn:
-            encoder = fn.Encoder(self.model.encoder)
-            fn.use_onednn(encoder)
-            return encoder(src_tokens)
+        mask (a quantized engine replaces this). It runs once per batch, on
+        torch's products whatever ``matmul`` says: oneDNN would build a
+        primitive for each batch's number of source tokens
+        (:func:`~delight_fairseq.inference.matmul.onednn_linear`)."""
         out = self.model.encoder(src_tokens, src_lengths=src_lengths)
         return out["encoder_out"][0], out["encoder_padding_mask"][0]
 

@@ -12,7 +12,8 @@ hypothesis is hundreds of small operations per step, so those costs matter.
 A plan holds references, not copies: build it again after the model moves
 to another device or dtype (the engine builds one per batch). The
 projections are callables (:class:`Linear`), so that
-:mod:`.quantize` can put int8 ones in their place.
+:mod:`.quantize` can put int8 ones in their place, and :mod:`.matmul`
+oneDNN ones.
 """
 
 from typing import Optional, Tuple
@@ -29,7 +30,6 @@ from .. import fused
 from ..attention import merge_heads, split_heads
 from ..dextra import mix_grouped
 from ..group_linear import GroupLinear as _GroupLinearModule
-from . import matmul
 
 
 def glt_kernel(like: Tensor):
@@ -47,13 +47,22 @@ def attend(
     (--delight-attention-heads, off the paper) when more than one. Returns
     B x L x C, the heads side by side."""
     q, keys, values = (split_heads(t, heads) for t in (q, keys, values))
+    if padding is not None and heads > 1:
+        padding = padding.repeat_interleave(heads, dim=0)
+    return merge_heads(attend_heads(q, keys, values, padding), heads)
+
+
+def attend_heads(
+    q: Tensor, keys: Tensor, values: Tensor, padding: Optional[Tensor]
+) -> Tensor:
+    """:func:`attend` on heads already split: q (B x heads) x L x C/heads,
+    keys and values (B x heads) x S x C/heads, padding (B x heads) x 1 x S
+    or None; returns (B x heads) x L x C/heads."""
     scores = torch.bmm(q, keys.transpose(1, 2))
     if padding is not None:
-        if heads > 1:
-            padding = padding.repeat_interleave(heads, dim=0)
         scores = scores.masked_fill(padding, float("-inf"))
     probs = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-    return merge_heads(torch.bmm(probs, values), heads)
+    return torch.bmm(probs, values)
 
 
 class Norm:
@@ -120,36 +129,6 @@ class LinearNormAct:
             n = self.norm
             return kernel.forward(y, self.bias.unsqueeze(0), n.weight, n.bias, False)[0]
         return F.silu(self.norm(F.linear(x, self.weight, self.bias)))
-
-
-class PackedLinear(Linear):
-    """A Linear on oneDNN (matmul.py): the weight also in oneDNN's layout."""
-
-    __slots__ = ("layout",)
-
-    def __init__(self, linear: Linear):
-        self.weight, self.bias = linear.weight, linear.bias
-        self.layout = matmul.packed(linear.weight)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return matmul.onednn_linear(x, self.layout, self.bias)
-
-
-class PackedLinearNormAct(LinearNormAct):
-    """A LinearNormAct whose product runs on oneDNN (matmul.py)."""
-
-    __slots__ = ("layout",)
-
-    def __init__(self, layer: LinearNormAct):
-        self.weight, self.bias, self.norm = layer.weight, layer.bias, layer.norm
-        self.layout = matmul.packed(layer.weight)
-
-    def __call__(self, x: Tensor, kernel) -> Tensor:
-        if kernel is not None:
-            y = matmul.onednn_linear(x, self.layout, None).unsqueeze(0)
-            n = self.norm
-            return kernel.forward(y, self.bias.unsqueeze(0), n.weight, n.bias, False)[0]
-        return F.silu(self.norm(matmul.onednn_linear(x, self.layout, self.bias)))
 
 
 class GroupLinear:
@@ -360,7 +339,7 @@ class Encoder:
         return x, padding
 
 
-# -- float32 products on oneDNN ---------------------------------------------------------
+# -- trees of parts ------------------------------------------------------------------
 
 
 def attributes(obj):
@@ -372,28 +351,3 @@ def attributes(obj):
                 names.append(name)
     names += [name for name in getattr(obj, "__dict__", {}) if name not in names]
     return names
-
-
-_PACKED = {Linear: PackedLinear, LinearNormAct: PackedLinearNormAct}
-_CONTAINERS = (DExTra, DecoderBlock, DecoderWeights, Embedding, EncoderBlock, Encoder)
-
-
-def use_onednn(obj) -> None:
-    """In place: every float32 Linear and LinearNormAct in this tree of parts
-    (a DecoderWeights, an Encoder, ...) runs its product on oneDNN."""
-    for name in attributes(obj):
-        if hasattr(obj, name):
-            value = getattr(obj, name)
-            if isinstance(value, list):
-                setattr(obj, name, [_onednn(item) for item in value])
-            else:
-                setattr(obj, name, _onednn(value))
-
-
-def _onednn(value):
-    packed = _PACKED.get(type(value))
-    if packed is not None:
-        return packed(value)
-    if isinstance(value, _CONTAINERS):
-        use_onednn(value)
-    return value

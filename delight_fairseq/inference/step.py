@@ -25,13 +25,14 @@ pre-norm stack, the projection to the table's width and the tied or untied
 output layer. Dropout is off, as in eval mode.
 """
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor
 
+from ..attention import merge_heads, split_heads
 from . import matmul
-from .functional import DecoderWeights, attend, glt_kernel, use_onednn
+from .functional import DecoderWeights, attend, attend_heads, glt_kernel
 
 #: Above this many elements (V x d_m) the decoder's token embeddings are
 #: computed per step instead of once for the whole vocabulary.
@@ -88,8 +89,9 @@ class KeyValueCache:
 
 
 class EncoderState:
-    """Per block, the encoder output's keys and values (sentences x S x the
-    encoder-decoder attention's width, d_m/2 unless set otherwise),
+    """Per block, the encoder output's keys and values, already split into
+    the block's heads (sentences x heads x S x the encoder-decoder
+    attention's width / heads; the width is d_m/2 unless set otherwise),
     and the source padding mask (sentences x 1 x S, True at padding)."""
 
     def __init__(self, keys: List[Tensor], values: List[Tensor], padding: Tensor):
@@ -97,6 +99,7 @@ class EncoderState:
         self.values = values
         self.padding = padding
         self.any_padding = bool(padding.any())
+        self._per_head = {1: padding}
 
     def select(self, sentences: Tensor) -> "EncoderState":
         """Keep only these sentences (indices into the current ones)."""
@@ -105,6 +108,15 @@ class EncoderState:
             [v.index_select(0, sentences) for v in self.values],
             self.padding.index_select(0, sentences),
         )
+
+    def mask(self, heads: int) -> Optional[Tensor]:
+        """The padding mask repeated for each head, (sentences x heads) x 1
+        x S, or None without padding."""
+        if not self.any_padding:
+            return None
+        if heads not in self._per_head:
+            self._per_head[heads] = self.padding.repeat_interleave(heads, dim=0)
+        return self._per_head[heads]
 
 
 class DecoderStep:
@@ -148,7 +160,7 @@ class DecoderStep:
         self.weights = self.read_weights()
         self.onednn = onednn
         if onednn:
-            use_onednn(self.weights)
+            matmul.use_onednn(self.weights)
             self._output_layout = matmul.packed(self.weights.output[0])
         self.kernel = glt_kernel(like)
         self.reserve_logits(rows, vocab_size, like)
@@ -193,13 +205,15 @@ class DecoderStep:
 
     def encoder_state(self, encoder_out: Tensor, padding_mask: Tensor) -> EncoderState:
         """encoder_out: S x B x d_m; padding_mask: B x S. Projects every
-        block's encoder-decoder keys and values once."""
+        block's encoder-decoder keys and values once, and splits them into
+        the block's heads once (not at every step)."""
         enc = encoder_out.transpose(0, 1)  # B x S x d_m
+        bsz, length = enc.shape[:2]
         keys, values = [], []
         for block in self.weights.blocks:
-            k, v = block.kv(enc).chunk(2, dim=-1)
-            keys.append(k.contiguous())
-            values.append(v.contiguous())
+            for part, out in zip(block.kv(enc).chunk(2, dim=-1), (keys, values)):
+                part = part.reshape(bsz, length, block.heads, -1).transpose(1, 2)
+                out.append(part.contiguous())
         return EncoderState(keys, values, padding_mask.unsqueeze(1))
 
     def embed(self, tokens: Tensor) -> Tensor:
@@ -242,10 +256,12 @@ class DecoderStep:
             norm = block.encoder_attn_norm
             q = block.q(norm.pre(x)) * block.encoder_scaling
             # its width is d_m/2, or --delight-enc-dec-attn-dim's
-            q = q.view(n_sent, rows // n_sent, -1)
-            padding = enc.padding if enc.any_padding else None
-            h = attend(q, enc.keys[i], enc.values[i], block.heads, padding)
-            x = norm.post(block.encoder_out(h.view(rows, -1)), residual)
+            heads = block.heads
+            q = split_heads(q.view(n_sent, rows // n_sent, -1), heads)
+            keys, values = enc.keys[i].flatten(0, 1), enc.values[i].flatten(0, 1)
+            h = attend_heads(q, keys, values, enc.mask(heads))
+            h = merge_heads(h, heads)
+            x = norm.post(block.encoder_out(h.reshape(rows, -1)), residual)
 
             # the light FFN
             norm = block.ffn_norm
