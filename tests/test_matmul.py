@@ -1,6 +1,7 @@
 """The float32 engine's products on oneDNN (delight_fairseq/inference/matmul.py):
 the same values as F.linear (rows padded to ROW_STEP or not), the packed weights
-kept and renewed, the choice of library, and a decoder's parts on oneDNN."""
+kept and renewed, the choice of library, a decoder's parts and the encoder on
+oneDNN."""
 
 import gc
 
@@ -20,7 +21,7 @@ needs_onednn = pytest.mark.skipif(
 
 @needs_onednn
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(5, 24), (3, 7, 24), (1, 24), (64, 24)])
+@pytest.mark.parametrize("shape", [(5, 24), (3, 7, 24), (1, 24), (64, 24), (1100, 24)])
 def test_onednn_linear_gives_f_linear(shape, bias):
     torch.manual_seed(0)
     x, weight = torch.randn(shape), torch.randn(40, 24)
@@ -107,3 +108,21 @@ def test_a_decoder_on_onednn_gives_the_same_products():
     for kernel in kernels:
         got = block.dextra(x, kernel)
         torch.testing.assert_close(got, ref.dextra(x, kernel), **close)
+
+
+@needs_onednn
+def test_the_encoder_on_onednn_gives_the_models():
+    """A float32 engine on oneDNN runs the encoder's functional counterpart
+    with its products on oneDNN (long batches in slices of MAX_ROWS rows):
+    the model's encoder output, to float32's precision."""
+    torch.manual_seed(0)
+    model = build("delight", src_vocab=30, **TINY_SHAPE, **DROPOUT_OFF).eval()
+    src = torch.randint(4, 30, (9, 70))  # 630 rows: two slices
+    src[0, :5] = 1  # left padding
+    lengths = src.ne(1).sum(1)
+    engine = Engine(model, make_dictionary(30), matmul="onednn")
+    engine.onednn = True
+    got, padding = engine.encode(src, lengths)
+    out = model.encoder(src, src_lengths=lengths)
+    assert torch.equal(padding, out["encoder_padding_mask"][0])
+    torch.testing.assert_close(got, out["encoder_out"][0], rtol=1e-5, atol=1e-5)

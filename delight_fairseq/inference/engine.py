@@ -48,7 +48,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-from .matmul import BACKENDS, resolve
+from . import functional as fn
+from .matmul import BACKENDS, resolve, use_onednn
 from .step import DecoderStep, KeyValueCache
 
 
@@ -169,10 +170,12 @@ class Engine:
 
     def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tuple[Tensor, Tensor]:
         """The model's encoder: the S x B x d_m output and the B x S padding
-        mask (a quantized engine replaces this). It runs once per batch, on
-        torch's products whatever ``matmul`` says: oneDNN would build a
-        primitive for each batch's number of source tokens
-        (:func:`~delight_fairseq.inference.matmul.onednn_linear`)."""
+        mask (a quantized engine replaces this). With oneDNN, the encoder's
+        functional counterpart over the same weights."""
+        if self.onednn:
+            encoder = fn.Encoder(self.model.encoder)
+            use_onednn(encoder)
+            return encoder(src_tokens)
         out = self.model.encoder(src_tokens, src_lengths=src_lengths)
         return out["encoder_out"][0], out["encoder_padding_mask"][0]
 

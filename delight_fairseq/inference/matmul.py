@@ -31,8 +31,10 @@ from . import functional as fn
 BACKENDS = ("auto", "torch", "onednn")
 #: "auto" takes oneDNN from this speed-up on
 AUTO_GAIN = 1.25
-#: oneDNN's products run on a multiple of this many rows (onednn_linear)
+#: oneDNN's products run on a multiple of ROW_STEP rows, at most MAX_ROWS
+#: at a time (onednn_linear)
 ROW_STEP = 32
+MAX_ROWS = 512
 _PACKED: Dict[int, Tuple] = {}  # id(weight) -> (weakref, version, layout)
 _AUTO: Optional[str] = None
 
@@ -70,22 +72,29 @@ def onednn_linear(x: Tensor, layout: Tensor, bias: Optional[Tensor]) -> Tensor:
 
     oneDNN builds (and caches, up to 1,024) a primitive for each number of
     rows it meets, about 0.55 MB each whatever the weight's size (measured:
-    200 row counts, 111-125 MB). The rows are padded with zeros to a
-    multiple of ROW_STEP, so that decoding meets ten counts per product
-    instead of hundreds (the padding's output rows are dropped): 300
-    Multi30k sentences at beam 5 peaked at 513 MB with ROW_STEP 32, 581 MB
-    with 16, 673 MB unpadded with the encoder on oneDNN too, and 460 MB on
-    torch's products; with 32 the engine ran at 1.27x, with 64 at 1.20x
-    (495 MB)."""
+    200 row counts, 111-125 MB). So the rows go at most MAX_ROWS at a
+    time, padded with zeros to a multiple of ROW_STEP (the padding's output
+    rows are dropped): at most 16 row counts per product instead of
+    thousands. 300 Multi30k sentences at beam 5 (2026-12-05) peaked at 673
+    MB unpadded, 524 MB so, 460 MB on torch's products; the decoder alone
+    on oneDNN, padded to 16, 32 and 64 rows: 581, 513 and 495 MB, at 1.27x
+    torch's speed with 32 and 1.20x with 64."""
     width = x.size(-1)
     rows = x.numel() // width
-    padded = -(-rows // ROW_STEP) * ROW_STEP
-    if padded != rows:
-        flat = x.new_zeros(padded, width)
-        flat[:rows] = x.reshape(rows, width)
-        out = torch.ops.mkldnn._linear_pointwise(flat, layout, bias, "none", [], "")
-        return out[:rows].view(*x.shape[:-1], -1)
-    return torch.ops.mkldnn._linear_pointwise(x, layout, bias, "none", [], "")
+    if rows % ROW_STEP == 0 and rows <= MAX_ROWS:
+        return torch.ops.mkldnn._linear_pointwise(x, layout, bias, "none", [], "")
+    flat = x.reshape(rows, width)
+    parts = []
+    for start in range(0, rows, MAX_ROWS):
+        part = flat[start : start + MAX_ROWS]
+        n = part.size(0)
+        padded = -(-n // ROW_STEP) * ROW_STEP
+        if padded != n:
+            part = torch.cat([part, part.new_zeros(padded - n, width)])
+        out = torch.ops.mkldnn._linear_pointwise(part, layout, bias, "none", [], "")
+        parts.append(out[:n])
+    out = parts[0] if len(parts) == 1 else torch.cat(parts)
+    return out.view(*x.shape[:-1], -1)
 
 
 def resolve(backend: str, like: Tensor) -> str:
