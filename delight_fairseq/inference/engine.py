@@ -49,7 +49,8 @@ import torch
 from torch import Tensor
 
 from . import functional as fn
-from .matmul import BACKENDS, resolve, use_onednn
+from .matmul import check as check_matmul
+from .matmul import resolve, use_onednn
 from .step import DecoderStep, KeyValueCache
 
 
@@ -91,10 +92,7 @@ class Engine:
                 "Engine decodes a DeLighT model (DeLighTTransformerModel); got "
                 f"{type(model).__name__}"
             )
-        if matmul not in BACKENDS:
-            raise ValueError(
-                f"matmul is {matmul!r}; choose one of {', '.join(BACKENDS)}"
-            )
+        check_matmul(matmul)
         model.eval()
         self.model = model
         self.matmul = matmul

@@ -97,10 +97,15 @@ def onednn_linear(x: Tensor, layout: Tensor, bias: Optional[Tensor]) -> Tensor:
     return out.view(*x.shape[:-1], -1)
 
 
-def resolve(backend: str, like: Tensor) -> str:
-    """``"torch"`` or ``"onednn"`` for products on tensors like ``like``."""
+def check(backend: str) -> None:
+    """A ValueError unless ``backend`` is one of BACKENDS."""
     if backend not in BACKENDS:
         raise ValueError(f"matmul is {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def resolve(backend: str, like: Tensor) -> str:
+    """``"torch"`` or ``"onednn"`` for products on tensors like ``like``."""
+    check(backend)
     usable = (
         like.device.type == "cpu" and like.dtype == torch.float32 and onednn_available()
     )
