@@ -34,3 +34,25 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its vector extensions of note, for a results file:
+    the same code runs at different speeds on different CPUs (MKL, for one, picks
+    its kernels by the vendor), and this machine's CPU has changed between days."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            text = info.read()
+    except OSError:
+        import platform
+
+        return platform.processor() or "unknown"
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    name = fields.get("model name", "unknown CPU")
+    flags = set(fields.get("flags", "").split())
+    notable = ["avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"]
+    return f"{name} ({', '.join(f for f in notable if f in flags) or 'no AVX-512'})"

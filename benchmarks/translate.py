@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from procstat import cpu_seconds, peak_rss_mib  # benchmarks/procstat.py
+from procstat import cpu_model, cpu_seconds, peak_rss_mib  # benchmarks/procstat.py
 from translate_report import plot, table  # benchmarks/translate_report.py
 
 BATCH = 64  # sentences per batch (the setting)
@@ -321,6 +321,7 @@ def main(argv=None):
         "checkpoints": {k: str(v) for k, v in checkpoints.items() if v},
         "versions": versions(),
         "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
         "skipped": skipped,
         "runs": [],
     }

@@ -21,7 +21,8 @@ def table(results: dict, batch: int) -> str:
     head = (
         f"{results['sentences']} Multi30k test sentences, batches of {batch}, "
         f"lenpen DeLighT {results['lenpen']['delight']}, transformer "
-        f"{results['lenpen']['transformer']}; {results['versions']}"
+        f"{results['lenpen']['transformer']}; {results['versions']}; "
+        f"{results.get('cpu', 'CPU not recorded')}"
     )
     return "\n".join([head, "", *rows, *([""] + notes if notes else [])]) + "\n"
 

@@ -58,6 +58,7 @@ def test_smoke_every_engine(tmp_path):
                "--beams", 1, "--sentences", SENTENCES, "--out", out)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
+    assert results["cpu"] and results["cpu"] in (out / "table.md").read_text()
     runs = {r["engine"]: r for r in results["runs"]}
     assert set(runs) | set(results["skipped"]) == {
         "delight-fairseq", "delight-engine", "delight-engine-torch",
