@@ -82,7 +82,6 @@ class QuantizedStep(DecoderStep):
         self.embed_positions = embed_positions
         self.embedding_dim = embed_positions.dim
         self.kernel = None
-        self.onednn = False  # its products are int8 (or dequantized) ones
         self.vocab_size = 0
         self._token_table = torch.empty(0)
         self._positions = torch.empty(0)

@@ -25,7 +25,8 @@ pre-norm stack, the projection to the table's width and the tied or untied
 output layer. Dropout is off, as in eval mode.
 """
 
-from typing import List, Optional
+from functools import partial
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor
@@ -136,9 +137,8 @@ class DecoderStep:
         self.embedding_dim = decoder.embed_tokens.embedding_dim
         self.weights = DecoderWeights(decoder)
         self.kernel = None
-        # the products on oneDNN (matmul.py) for this batch
-        self.onednn = False
-        self._output_layout: Tensor = torch.empty(0)
+        # the output layer on oneDNN (matmul.py) for this batch, else None
+        self._onednn_output: Optional[Callable[[Tensor], Tensor]] = None
         self.vocab_size = 0
         self._token_table: Tensor = torch.empty(0)
         self._positions: Tensor = torch.empty(0)
@@ -158,10 +158,13 @@ class DecoderStep:
         room for the logits, and, once, the embedding of every target token
         (when V x d_m is at most MAX_TOKEN_TABLE)."""
         self.weights = self.read_weights()
-        self.onednn = onednn
+        self._onednn_output = None
         if onednn:
             matmul.use_onednn(self.weights)
-            self._output_layout = matmul.packed(self.weights.output[0])
+            layout = matmul.packed(self.weights.output[0])  # bias-free
+            self._onednn_output = partial(
+                matmul.onednn_linear, layout=layout, bias=None
+            )
         self.kernel = glt_kernel(like)
         self.reserve_logits(rows, vocab_size, like)
         table = self._token_table
@@ -277,11 +280,8 @@ class DecoderStep:
         """rows x map_dim -> rows x V float32 log-probabilities, into a
         buffer reused across steps (a fresh tensor of this size is new pages
         of memory at every step, which the kernel writes for the first time)."""
-        if self.onednn:
-            layout = self._output_layout
-            return self.log_probs_by_rows(
-                x, lambda rows: matmul.onednn_linear(rows, layout, None)
-            )
+        if self._onednn_output is not None:
+            return self.log_probs_by_rows(x, self._onednn_output)
         logits = self.output_layer(x)
         rows, vocab = logits.shape
         out = self._lprobs = reuse_buffer(
