@@ -135,7 +135,7 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
     engine = Engine(model, tgt_dict, args.beam, args.lenpen, matmul=matmul)
     if variant == "torch candidates":
         step = engine.step
-        fused_candidates = engine._candidates
+        fused_candidates = engine.candidates
 
         def candidates(*a):
             kernel, step.kernel = step.kernel, None
@@ -144,7 +144,7 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
             finally:
                 step.kernel = kernel
 
-        engine._candidates = candidates
+        engine.candidates = candidates
     elif variant == "fresh log-probs":
         step = engine.step
         step.log_probs = lambda x: F.log_softmax(

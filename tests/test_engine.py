@@ -54,6 +54,10 @@ VARIANTS = {
 #: (beam, lenpen, max_len_a, max_len_b, min_len)
 SETTINGS = [
     (1, 1.0, 0.0, 15, 1),
+    # beam 1 runs as greedy search (search.greedy): the same rules
+    (1, 0.5, 0.0, 15, 2),
+    (1, 2.0, 0.0, 3, 1),
+    (1, 1.0, 0.5, 2, 1),
     (5, 1.0, 0.0, 15, 1),
     (5, 0.5, 0.0, 15, 2),
     (5, 2.0, 0.0, 15, 1),
@@ -198,18 +202,24 @@ def test_same_hypotheses_as_sequence_generator(variant, setting):
 
 
 def test_unk_penalty_and_unnormalized_scores():
-    """fairseq-generate's --unkpen and --unnormalized, as keyword options."""
+    """fairseq-generate's --unkpen and --unnormalized, as keyword options,
+    in beam search and in greedy search."""
     model, d, src, lengths = random_model("pre_norm_untied")
-    setting = (5, 1.0, 0.0, 15, 1)
-    hyps = assert_same_search(model, d, src, lengths, setting, unk_penalty=-3.0)
-    assert any(d.unk() in h for h in hyps)  # a negative penalty favours unk
-    assert_same_search(model, d, src, lengths, setting, unk_penalty=3.0)
-    normalized = assert_same_search(model, d, src, lengths, setting)
-    unnormalized = assert_same_search(
-        model, d, src, lengths, setting, normalize_scores=False
-    )
-    # summed log-probabilities favour shorter hypotheses
-    assert sum(map(len, unnormalized)) < sum(map(len, normalized))
+    for setting in ((5, 1.0, 0.0, 15, 1), (1, 1.0, 0.0, 15, 1)):
+        hyps = assert_same_search(model, d, src, lengths, setting, unk_penalty=-3.0)
+        assert any(d.unk() in h for h in hyps)  # a negative penalty favours unk
+        assert_same_search(model, d, src, lengths, setting, unk_penalty=3.0)
+        normalized = assert_same_search(model, d, src, lengths, setting)
+        unnormalized = assert_same_search(
+            model, d, src, lengths, setting, normalize_scores=False
+        )
+        if setting[0] > 1:
+            # summed log-probabilities favour shorter hypotheses
+            assert sum(map(len, unnormalized)) < sum(map(len, normalized))
+        else:
+            # greedy search finalizes one hypothesis per sentence: only its
+            # score changes (assert_same_search compared the scores)
+            assert unnormalized == normalized
 
 
 def test_beam_capped_by_a_tiny_vocabulary():
@@ -357,20 +367,47 @@ def test_fallbacks_give_the_same_search(monkeypatch):
     from delight_fairseq.inference import step
 
     model, d, src, lengths = random_model("tied")
-    setting = (5, 1.0, 0.0, 15, 1)
     monkeypatch.setattr(step, "MAX_TOKEN_TABLE", 0)
-    engine = Engine(model, d, beam=5, max_len_b=15)
-    assert (
-        engine.translate(src, lengths)
-        == fairseq_best(model, d, src, lengths, *setting)[0]
-    )
-    assert engine.step._token_table.numel() == 0
-    # the fused kernel where the modules use it
-    assert (engine.step.kernel is not None) == fused.usable(src.double())
+    for beam in (5, 1):
+        setting = (beam, 1.0, 0.0, 15, 1)
+        engine = Engine(model, d, beam=beam, max_len_b=15)
+        assert (
+            engine.translate(src, lengths)
+            == fairseq_best(model, d, src, lengths, *setting)[0]
+        )
+        assert engine.step._token_table.numel() == 0
+        # the fused kernel where the modules use it
+        assert (engine.step.kernel is not None) == fused.usable(src.double())
     monkeypatch.setenv("DELIGHT_FUSED_GLT", "0")
-    engine = Engine(model, d, beam=5, max_len_b=15)
-    assert (
-        engine.translate(src, lengths)
-        == fairseq_best(model, d, src, lengths, *setting)[0]
-    )
-    assert engine.step.kernel is None
+    for beam in (5, 1):
+        setting = (beam, 1.0, 0.0, 15, 1)
+        engine = Engine(model, d, beam=beam, max_len_b=15)
+        assert (
+            engine.translate(src, lengths)
+            == fairseq_best(model, d, src, lengths, *setting)[0]
+        )
+        assert engine.step.kernel is None
+
+
+@pytest.mark.parametrize("variant", ["post_norm_untied", "heads"])
+def test_greedy_search_is_beam_search_at_beam_1(variant, monkeypatch):
+    """At beam 1 the engine runs search.greedy, whose hypotheses and scores
+    are those of the general loop (search.beams) at beam 1, sentence by
+    sentence, as sentences end at different steps and leave the batch."""
+    from delight_fairseq.inference import search
+
+    model, d, src, lengths = random_model(variant)
+    for lenpen, min_len in ((1.0, 1), (0.5, 3)):
+        engine = Engine(model, d, beam=1, lenpen=lenpen, max_len_b=15, min_len=min_len)
+        greedy = engine.translate_with_scores(src, lengths)
+        assert len({len(tokens) for tokens, _ in greedy}) >= 3
+        with monkeypatch.context() as m:
+            m.setattr(search, "greedy", search.beams)
+            assert engine.translate_with_scores(src, lengths) == greedy
+        with monkeypatch.context() as m:
+
+            def refuse(*args):
+                raise AssertionError("beam 1 ran the general loop")
+
+            m.setattr(search, "beams", refuse)
+            assert engine.translate_with_scores(src, lengths) == greedy
