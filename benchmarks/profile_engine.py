@@ -4,6 +4,7 @@ sentences, one thread, batches of 64 sorted by length (as benchmarks/translate.p
     python benchmarks/profile_engine.py --delight CKPT [--int8] [--beam 5] [--sentences 300]
     python benchmarks/profile_engine.py --delight CKPT --compare [--rounds 3] [--sentences 1000]
     python benchmarks/profile_engine.py --delight CKPT --matmul
+    python benchmarks/profile_engine.py --delight CKPT --compiled [--cpp-wrapper] [--beam 1]
 
 By default it prints the top operators by self CPU time, the number of operator
 calls per sentence, and the share of the wall time that the operators' own work
@@ -31,6 +32,15 @@ how many of its hypotheses equal the engine's:
 
 ``--matmul`` times the output projection of one beam-5 step (320 rows) on its own:
 float32, bfloat16 and the int8 kernels of fbgemm and oneDNN.
+
+``--compiled`` measures ``torch.compile`` on the decoder step, the engine's
+hottest code: the float32 engine on torch's products and without the fused kernels
+(which Dynamo cannot trace), its step eager and compiled by Inductor with dynamic
+shapes (``--cpp-wrapper``: Inductor's C++ wrapper instead of its Python one). It
+prints the compile time (the first passes, until the step stops recompiling), then,
+over ``--rounds`` in turn, the sentences/s of the engine as it ships, of the eager
+step and of the compiled one, and how many hypotheses the compiled step shares with
+the eager one.
 """
 
 import argparse
@@ -55,6 +65,12 @@ def main(argv=None):
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--compare", action="store_true", help="the engine's variants")
     mode.add_argument("--matmul", action="store_true", help="the output projection")
+    mode.add_argument(
+        "--compiled", action="store_true", help="the step through torch.compile"
+    )
+    parser.add_argument(
+        "--cpp-wrapper", action="store_true", help="--compiled: Inductor's C++ wrapper"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -71,6 +87,8 @@ def main(argv=None):
     batches, n = sorted_batches(task, args.sentences)
     if args.compare:
         return compare(model, task.target_dictionary, args, batches, n)
+    if args.compiled:
+        return compiled(model, task.target_dictionary, args, batches, n)
 
     from torch.profiler import ProfilerActivity, profile
 
@@ -182,6 +200,66 @@ def compare(model, tgt_dict, args, batches, n):
         same = sum(a == b for a, b in zip(hyps[variant], hyps["engine"]))
         rate = n / statistics.median(times[variant])
         print(f"{variant:>20}: {rate:7.1f} sentences/s  {same}/{n} as the engine's")
+
+
+class PlainStep:
+    """A decoder step without the fused kernels, its call eager or compiled."""
+
+    def __init__(self, step, compile_it: bool):
+        self.inner = step
+        call = type(step).__call__.__get__(step)
+        self.call = torch.compile(call, dynamic=True) if compile_it else call
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def prepare(self, *args):
+        self.inner.prepare(*args)
+        self.inner.kernel = None
+
+    def __call__(self, tokens, step, cache, enc):
+        # fill the encoder state's per-heads masks first: filled inside the
+        # compiled step, they change its guards, and it compiles again
+        for block in self.inner.weights.blocks:
+            enc.mask(block.heads)
+        return self.call(tokens, step, cache, enc)
+
+
+def compiled(model, tgt_dict, args, batches, n):
+    import torch._dynamo
+    import torch._inductor.config
+
+    from delight_fairseq.inference.engine import Engine
+
+    torch._inductor.config.cpp_wrapper = args.cpp_wrapper
+    # recompiles: the first step decodes one row per sentence, masks come and go
+    torch._dynamo.config.recompile_limit = 64
+    engines = {"engine": build_engine(model, tgt_dict, args)}
+    for name, compile_it in (("eager step", False), ("compiled step", True)):
+        engine = Engine(model, tgt_dict, args.beam, args.lenpen, matmul="torch")
+        engine.step = PlainStep(engine.step, compile_it)
+        engines[name] = engine
+    with torch.no_grad():
+        for name, engine in engines.items():
+            start = time.perf_counter()
+            for _ in range(2):  # compiles during the first passes
+                for b in batches:
+                    engine.translate(*b)
+            print(f"{name:>14}: first two passes {time.perf_counter() - start:6.1f} s")
+        times = {name: [] for name in engines}
+        hyps = {}
+        for _ in range(args.rounds):
+            for name, engine in engines.items():
+                start = time.perf_counter()
+                hyps[name] = [h for b in batches for h in engine.translate(*b)]
+                times[name].append(time.perf_counter() - start)
+    wrapper = "C++" if args.cpp_wrapper else "Python"
+    print(f"{n} sentences, beam {args.beam}, one thread, {args.rounds} rounds, "
+          f"Inductor's {wrapper} wrapper")  # fmt: skip
+    for name in engines:
+        same = sum(a == b for a, b in zip(hyps[name], hyps["eager step"]))
+        rate = n / statistics.median(times[name])
+        print(f"{name:>14}: {rate:7.1f} sentences/s  {same}/{n} as the eager step's")
 
 
 def time_output_projection(model, rows: int, repeats: int = 50):

@@ -49,3 +49,11 @@ def test_matmul_times_every_kernel():
     out = run("--matmul")
     for name in ("float32 mm", "bfloat16 mm", "int8 fbgemm", "int8 oneDNN"):
         assert re.search(rf"{name}:\s+[\d.]+ ms", out), out
+
+
+def test_compiled_step_keeps_the_hypotheses():
+    """--compiled: the decoder step through torch.compile decodes, and gives
+    the eager step's hypotheses."""
+    out = run("--compiled", "--sentences", "5", "--rounds", "1", "--beam", "1")
+    rows = dict(re.findall(r"^\s*(.+?):\s+[\d.]+ sentences/s\s+(\d+)/5", out, re.M))
+    assert rows == {"engine": "5", "eager step": "5", "compiled step": "5"}

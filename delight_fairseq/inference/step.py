@@ -239,7 +239,8 @@ class DecoderStep:
         dh = self.head_dim
         kernel = self.kernel
         weights = self.weights
-        x = self.embed(tokens) + self._positions[step]
+        # select(), not [step]: torch.compile would specialize on each step
+        x = self.embed(tokens) + self._positions.select(0, step)
         kv_all = cache.live[:rows]
         for i, block in enumerate(weights.blocks):
             # DExTra, then causal single-head self-attention over the cache
@@ -247,7 +248,7 @@ class DecoderStep:
             norm = block.self_attn_norm
             qkv = block.qkv(block.dextra(norm.pre(x), kernel))
             q = qkv[:, :dh] * block.self_scaling
-            kv_all[:, step, i] = qkv[:, dh:].view(rows, 2, dh)
+            kv_all.select(1, step).select(1, i).copy_(qkv[:, dh:].view(rows, 2, dh))
             keys = kv_all[:, : step + 1, i, 0]
             values = kv_all[:, : step + 1, i, 1]
             h = attend(q.unsqueeze(1), keys, values, block.heads, None)
