@@ -367,26 +367,22 @@ def test_fallbacks_give_the_same_search(monkeypatch):
     from delight_fairseq.inference import step
 
     model, d, src, lengths = random_model("tied")
-    monkeypatch.setattr(step, "MAX_TOKEN_TABLE", 0)
-    for beam in (5, 1):
-        setting = (beam, 1.0, 0.0, 15, 1)
+
+    def same_search(beam: int) -> Engine:
         engine = Engine(model, d, beam=beam, max_len_b=15)
-        assert (
-            engine.translate(src, lengths)
-            == fairseq_best(model, d, src, lengths, *setting)[0]
-        )
+        ref, _ = fairseq_best(model, d, src, lengths, beam, 1.0, 0.0, 15, 1)
+        assert engine.translate(src, lengths) == ref
+        return engine
+
+    monkeypatch.setattr(step, "MAX_TOKEN_TABLE", 0)
+    for beam in (5, 1):  # beam search, and greedy search
+        engine = same_search(beam)
         assert engine.step._token_table.numel() == 0
         # the fused kernel where the modules use it
         assert (engine.step.kernel is not None) == fused.usable(src.double())
     monkeypatch.setenv("DELIGHT_FUSED_GLT", "0")
     for beam in (5, 1):
-        setting = (beam, 1.0, 0.0, 15, 1)
-        engine = Engine(model, d, beam=beam, max_len_b=15)
-        assert (
-            engine.translate(src, lengths)
-            == fairseq_best(model, d, src, lengths, *setting)[0]
-        )
-        assert engine.step.kernel is None
+        assert same_search(beam).step.kernel is None
 
 
 @pytest.mark.parametrize("variant", ["post_norm_untied", "heads"])
