@@ -20,6 +20,9 @@ how many of its hypotheses equal the engine's:
   ``matmul`` option; ``engine`` is its default, ``"auto"``);
 * ``torch candidates``: the beam candidates from nan_to_num, add and torch.topk
   instead of the fused kernel (csrc/beam_topk.cpp);
+* ``general loop`` and ``int8 general loop``: at beam 1, the general beam-search
+  loop (``search.beams``) instead of greedy search (``search.greedy``), in float32
+  and in int8; at other beams, the engine and ``int8``;
 * ``fresh log-probs``: the log-probabilities in a new tensor at every step instead
   of the reused buffer;
 * ``int8``, ``int8 oneDNN`` and ``int8 oneDNN output``: the int8 engine with its
@@ -134,8 +137,10 @@ VARIANTS = (
     "torch matmul",
     "oneDNN matmul",
     "torch candidates",
+    "general loop",
     "fresh log-probs",
     "int8",
+    "int8 general loop",
     "int8 oneDNN",
     "int8 oneDNN output",
     "bfloat16",
@@ -181,6 +186,19 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
                 output.packed = qlayers.prepack(q, scale, bias)
         finally:
             torch.backends.quantized.engine = default
+    if variant.endswith("general loop"):
+        from delight_fairseq.inference import search
+
+        translate = engine.translate
+
+        def general_loop(*a):
+            greedy, search.greedy = search.greedy, search.beams
+            try:
+                return translate(*a)
+            finally:
+                search.greedy = greedy
+
+        engine.translate = general_loop
     return engine
 
 

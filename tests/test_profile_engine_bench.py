@@ -41,7 +41,7 @@ def test_compare_runs_every_variant_and_float32_keeps_the_hypotheses():
     out = run("--compare", "--sentences", "20", "--rounds", "1")
     rows = dict(re.findall(r"^\s*(.+?):\s+[\d.]+ sentences/s\s+(\d+)/20", out, re.M))
     assert set(rows) == set(load_benchmark("profile_engine").VARIANTS)
-    for variant in ("engine", "torch candidates", "fresh log-probs"):
+    for variant in ("engine", "torch candidates", "general loop", "fresh log-probs"):
         assert rows[variant] == "20"
 
 
