@@ -202,22 +202,32 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
     return engine
 
 
+def in_turn(engines: dict, batches, n: int, rounds: int, reference: str) -> None:
+    """Each engine decodes the batches in turn, ``rounds`` times (so that the
+    machine's drift falls on all alike); prints each one's median sentences/s
+    and how many of its hypotheses equal the ``reference`` engine's."""
+    times = {name: [] for name in engines}
+    hyps = {}
+    for _ in range(rounds):
+        for name, engine in engines.items():
+            start = time.perf_counter()
+            hyps[name] = [h for b in batches for h in engine.translate(*b)]
+            times[name].append(time.perf_counter() - start)
+    width = max(map(len, engines))
+    for name in engines:
+        same = sum(a == b for a, b in zip(hyps[name], hyps[reference]))
+        rate = n / statistics.median(times[name])
+        print(
+            f"{name:>{width}}: {rate:7.1f} sentences/s  {same}/{n} as the {reference}'s"
+        )
+
+
 def compare(model, tgt_dict, args, batches, n):
     engines = {v: build_engine(model, tgt_dict, args, v) for v in VARIANTS}
-    times = {v: [] for v in VARIANTS}
-    hyps = {}
     for e in engines.values():
         e.translate(*batches[0])  # warm-up
-    for _ in range(args.rounds):
-        for variant, engine in engines.items():
-            start = time.perf_counter()
-            hyps[variant] = [h for b in batches for h in engine.translate(*b)]
-            times[variant].append(time.perf_counter() - start)
     print(f"{n} sentences, beam {args.beam}, one thread, {args.rounds} rounds")
-    for variant in VARIANTS:
-        same = sum(a == b for a, b in zip(hyps[variant], hyps["engine"]))
-        rate = n / statistics.median(times[variant])
-        print(f"{variant:>20}: {rate:7.1f} sentences/s  {same}/{n} as the engine's")
+    in_turn(engines, batches, n, args.rounds, "engine")
 
 
 class PlainStep:
@@ -264,20 +274,10 @@ def compiled(model, tgt_dict, args, batches, n):
                 for b in batches:
                     engine.translate(*b)
             print(f"{name:>14}: first two passes {time.perf_counter() - start:6.1f} s")
-        times = {name: [] for name in engines}
-        hyps = {}
-        for _ in range(args.rounds):
-            for name, engine in engines.items():
-                start = time.perf_counter()
-                hyps[name] = [h for b in batches for h in engine.translate(*b)]
-                times[name].append(time.perf_counter() - start)
-    wrapper = "C++" if args.cpp_wrapper else "Python"
-    print(f"{n} sentences, beam {args.beam}, one thread, {args.rounds} rounds, "
-          f"Inductor's {wrapper} wrapper")  # fmt: skip
-    for name in engines:
-        same = sum(a == b for a, b in zip(hyps[name], hyps["eager step"]))
-        rate = n / statistics.median(times[name])
-        print(f"{name:>14}: {rate:7.1f} sentences/s  {same}/{n} as the eager step's")
+        wrapper = "C++" if args.cpp_wrapper else "Python"
+        print(f"{n} sentences, beam {args.beam}, one thread, {args.rounds} rounds, "
+              f"Inductor's {wrapper} wrapper")  # fmt: skip
+        in_turn(engines, batches, n, args.rounds, "eager step")
 
 
 def time_output_projection(model, rows: int, repeats: int = 50):

@@ -68,9 +68,8 @@ def attend_heads(
 def light_ffn(fc1, fc2, x: Tensor) -> Tensor:
     """The light FFN, Linear -> swish -> Linear, with the swish in place on
     the first product's fresh output: the same floats, one allocation fewer
-    (the encoder's FFN activations are its largest tensors: the encoder
-    ran 1.05x / 1.01x as fast in float32 / int8 on 1,000 Multi30k sentences,
-    2026-12-05)."""
+    (the encoder's FFN activations are its largest tensors; benchmarks/
+    RESULTS.md has what that is worth)."""
     return fc2(F.silu(fc1(x), inplace=True))
 
 
