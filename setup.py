@@ -16,12 +16,15 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=find_packages(include=["delight_fairseq", "delight_fairseq.*"]),
+    packages=find_packages(
+        include=["delight_fairseq", "delight_fairseq.*", "delight_lite"]
+    ),
     package_data={"delight_fairseq": ["csrc/*.cpp", "csrc/*.h"]},
     install_requires=[
         "torch>=2.6",  # torch.load's weights_only default (compat.py) and torch.compile
         "fairseq-fixed>=0.12.3,<0.13",  # fairseq's main branch, importable on 3.11+
         "numpy>=1.24",
+        "threadpoolctl>=3",  # delight-lite --threads (the BLAS threads)
         "hydra-core>=1.3,<1.4",
         "omegaconf>=2.3,<2.4",
         "sacrebleu>=2.0,<3",
@@ -40,6 +43,8 @@ setup(
             "delight-demo = delight_fairseq.tools.demo:main",
             "delight-convert-authors = delight_fairseq.tools.convert_authors:main",
             "delight-translate = delight_fairseq.inference.cli:main",
+            "delight-export = delight_fairseq.inference.export:main",
+            "delight-lite = delight_lite.cli:main",
         ]
     },
     extras_require={

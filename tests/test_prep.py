@@ -13,8 +13,8 @@ from delight_fairseq.catalog import BENCHMARKS
 from delight_fairseq.tools.prep import cli, corpus
 from delight_fairseq.tools.prep.corpus import CleanReport, DataError
 from delight_fairseq.tools.prep.datasets import iwslt14
-from delight_fairseq.tools.prep.moses import MosesSteps
 from delight_fairseq.tools.prep.pipeline import Options
+from delight_lite.moses import MosesSteps
 
 from helpers import REPO
 from prep_helpers import raw_pair, write

@@ -133,7 +133,7 @@ def test_test_side_equals_fairseq_output(built, shared_data):
     differed, all in one way: ``tokenizer.perl`` splits the period off the
     last word of a line even when that word is a non-breaking prefix
     ("in den U.S.A." -> "u.s.a .", "Patient B." -> "b ."), sacremoses does
-    not. ``moses._PerlMosesTokenizer`` applies the Perl rule, hence 100%.
+    not. ``delight_lite.moses._tokenizer`` applies the Perl rule, hence 100%.
     """
     for lang in ("de", "en"):
         ours = _lines(built["text"] / "pre" / f"test.{lang}")

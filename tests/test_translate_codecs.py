@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from delight_fairseq.inference import translate as tr
-from delight_fairseq.inference.text import build_codec, read_prep_settings
+from delight_lite.text import build_codec, read_prep_settings
 
 from translate_helpers import eager_glt, save_checkpoint, synthetic_pairs  # noqa: F401
 

@@ -10,7 +10,7 @@ CHECKPOINT is a ``.pt`` file or a checkpoint folder (its ``checkpoint_best.pt``,
 else ``checkpoint_last.pt``). The dictionaries come from the data-bin (default:
 the one the checkpoint was trained on), and the subword model and Moses steps
 from what ``delight-prep`` left in it (``spm.model`` or ``code``, ``prep.json``;
-see :mod:`delight_fairseq.inference.text`). Raw text is read from FILE or stdin,
+see :mod:`delight_lite.text`). Raw text is read from FILE or stdin,
 one sentence a line, and the detokenized translations go to stdout (or
 ``--output``), one line per input line, in input order; an empty line gives an
 empty line. The output of each chunk (``--chunk-lines``) is written when it is
@@ -19,32 +19,23 @@ exit status 1 at the end; a setup problem gives exit status 2.
 """
 
 import argparse
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from delight_lite.cli import (
+    EPILOG,
+    add_search_options,
+    add_stream_options,
+    add_text_options,
+    add_tokenizer_option,
+    run,
+    setup_logging,
+)
+
 from .loading import TranslateError
 from .matmul import BACKENDS
-from .progress import name_lines
-from .text import KINDS, TOKENIZERS
-from .translate import DEFAULT_BATCH_TOKENS, DEFAULT_CHUNK_LINES, Translator
-
-logger = logging.getLogger("delight_fairseq.translate")
-
-
-def _count_lines(path: Path) -> Optional[int]:
-    """The number of lines of a regular file (for the progress display)."""
-    try:
-        n, last = 0, b"\n"
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                n += block.count(b"\n")
-                last = block[-1:]
-        return n + (last != b"\n")
-    except OSError:
-        return None
+from .translate import Translator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,10 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="delight-translate",
         description="Translate raw text, one sentence a line, with a DeLighT "
         "checkpoint.",
-        epilog="Bad input never stops a run: invalid UTF-8 is replaced by U+FFFD, "
-        "over-long lines are truncated, each with a warning naming the lines; "
-        "exit status 1 if a line could not be translated (an empty line is "
-        "written for it). See docs/translating.md.",
+        epilog=EPILOG,
     )
     p.add_argument(
         "checkpoint",
@@ -77,44 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target-lang", "-t", help="default: the checkpoint's")
     g.add_argument("--src-dict", type=Path, help="default: DATA_BIN/dict.SRC.txt")
     g.add_argument("--tgt-dict", type=Path, help="default: DATA_BIN/dict.TGT.txt")
-    g.add_argument(
-        "--bpe",
-        choices=KINDS,
-        default="auto",
-        help="subword model kind (default auto: spm.model or code found in the "
-        "data-bin, the dictionaries' folder or the checkpoint's folder)",
+    add_text_options(
+        g,
+        "spm.model or code found in the data-bin, the dictionaries' folder or "
+        "the checkpoint's folder",
     )
     g.add_argument("--spm-model", type=Path, help="a sentencepiece model file")
     g.add_argument("--bpe-codes", type=Path, help="subword-nmt BPE codes")
-    g.add_argument(
-        "--tokenizer",
-        choices=TOKENIZERS,
-        default="auto",
-        help="Moses steps (default auto: those prep.json records; without it, "
-        "Moses tokenization with subword-nmt, none with sentencepiece)",
-    )
-    g = p.add_argument_group("input and output")
-    g.add_argument("--input", "-i", type=Path, help="a text file (default: stdin)")
-    g.add_argument("--output", "-o", type=Path, help="a text file (default: stdout)")
-    g.add_argument(
-        "--chunk-lines",
-        type=int,
-        default=DEFAULT_CHUNK_LINES,
-        help="lines read, sorted and decoded together (default %(default)s); the "
-        "output of a chunk is written when it is done",
-    )
-    g = p.add_argument_group("search and speed")
-    g.add_argument("--beam", type=int, default=5)
-    g.add_argument("--lenpen", type=float, default=1.0)
-    g.add_argument("--max-len-a", type=float, default=0.0)
-    g.add_argument("--max-len-b", type=int, default=200)
-    g.add_argument("--min-len", type=int, default=1)
-    g.add_argument(
-        "--batch-tokens",
-        type=int,
-        default=DEFAULT_BATCH_TOKENS,
-        help="padded source tokens per batch (default %(default)s)",
-    )
+    add_tokenizer_option(g)
+    add_stream_options(p)
+    g = add_search_options(p)
     g.add_argument(
         "--threads",
         type=int,
@@ -158,19 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(
-        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        level=logging.INFO,
-        stream=sys.stderr,
-        force=True,
-    )
-    logging.getLogger("fairseq").setLevel(logging.WARNING)
-    if quiet:
-        logging.getLogger("delight_fairseq").setLevel(logging.WARNING)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``delight-translate`` command; returns the exit status."""
     parser = build_parser()
@@ -207,42 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
     except (TranslateError, ValueError) as e:
         parser.exit(2, f"delight-translate: error: {e}\n")
-
-    total = _count_lines(args.input) if args.input and translator.progress else None
-    source = open(args.input, "rb") if args.input else sys.stdin.buffer
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-    sink = open(args.output, "wb") if args.output else sys.stdout.buffer
-    stats = None
-    try:
-        stream = translator.translate_stream(source, total)  # lines end at \n only
-        written = 0
-        for line in stream:
-            sink.write(line.encode("utf-8") + b"\n")
-            written += 1
-            if written % translator.chunk_lines == 0:
-                sink.flush()
-        sink.flush()
-        stats = translator.stats
-    except BrokenPipeError:
-        # the reader went away (| head): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        stats = translator.stats
-    finally:
-        if args.input:
-            source.close()
-        if args.output:
-            sink.close()
-        if stats is None:
-            stats = translator.stats
-        # in every case, --quiet included
-        sys.stderr.write(f"delight-translate: {stats.summary()}\n")
-        sys.stderr.flush()
-    if stats.failed:
-        logger.error("%s could not be translated", name_lines(stats.failed))
-        return 1
-    return 0
+    return run(translator, args, "delight-translate")
 
 
 if __name__ == "__main__":

@@ -12,53 +12,12 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from .text import read_prep_settings
+from delight_lite.stream import TranslateError
+from delight_lite.text import read_prep_settings
 
 logger = logging.getLogger("delight_fairseq.translate")
 
 QUANTIZE_MODULE = "delight_fairseq.inference.quantize"
-
-
-class TranslateError(RuntimeError):
-    """A setup problem (a missing file, a mismatch, an unavailable option);
-    the message says what to do."""
-
-
-def check_options(
-    *,
-    beam: int,
-    batch_tokens: int,
-    chunk_lines: int,
-    workers: int,
-    threads: Optional[int],
-    int8: bool,
-    fp32_reference: bool,
-    max_len_a: float,
-    max_len_b: int,
-    min_len: int,
-) -> None:
-    """Refuse a Translator's options that cannot work, before anything loads."""
-    for name, value, low in (
-        ("beam", beam, 1),
-        ("batch_tokens", batch_tokens, 1),
-        ("chunk_lines", chunk_lines, 1),
-        ("workers", workers, 1),
-    ):
-        if value < low:
-            raise ValueError(f"{name} is {value}; it must be >= {low}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads is {threads}; it must be >= 1")
-    if int8 and fp32_reference:
-        raise TranslateError("--int8 and --fp32-reference exclude each other")
-    if workers > 1 and fp32_reference:
-        raise TranslateError(
-            f"--workers {workers} runs several engines at once, and "
-            "--fp32-reference decodes with fairseq's SequenceGenerator, one batch "
-            "at a time: drop one of the two flags"
-        )
-    if max_len_a == 0 and min_len > max_len_b:
-        # checked here: the search would refuse every batch
-        raise ValueError(f"min_len ({min_len}) is larger than max_len_b ({max_len_b})")
 
 
 def resolve_checkpoint(path: Union[str, Path]) -> Path:

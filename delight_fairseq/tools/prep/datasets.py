@@ -15,10 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from delight_lite.moses import MosesSteps
+
 from ...catalog import Benchmark
 from . import releases
 from .corpus import DataError
-from .moses import MosesSteps
 from .pipeline import Options, Result, Run, plain_parts
 from .sources import Part, iwslt_tags
 

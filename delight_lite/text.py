@@ -80,7 +80,7 @@ def read_prep_settings(data: Optional[Path]) -> Optional[dict]:
 def _moses_steps(settings: Optional[dict], lang: str):
     """``MosesSteps`` for ``lang`` as the recipe ran them on its test sets, or None
     when the recipe ran none (or recorded nothing for ``lang``)."""
-    from ..tools.prep.moses import MosesSteps
+    from .moses import MosesSteps
 
     recorded = ((settings or {}).get("test_steps") or {}).get(lang)
     if not recorded:
@@ -256,7 +256,7 @@ def build_codec(
 
     source_steps, detok = None, None
     if tokenizer == "moses":
-        from ..tools.prep.moses import MosesSteps
+        from .moses import MosesSteps
 
         source_steps, detok = MosesSteps(src), tgt
     elif tokenizer == "auto":
@@ -266,7 +266,7 @@ def build_codec(
             if target_steps is not None and target_steps.tokenize:
                 detok = tgt
         elif kind == "subword_nmt":
-            from ..tools.prep.moses import MosesSteps
+            from .moses import MosesSteps
 
             # fairseq's recipes Moses-tokenize before subword-nmt
             source_steps, detok = MosesSteps(src), tgt

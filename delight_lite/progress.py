@@ -71,7 +71,7 @@ def name_lines(numbers: Sequence[int]) -> str:
 def warn_about_input(stats: Stats, src_dict: Path, codec) -> None:
     """A run's closing warnings: the lines with invalid UTF-8, and too many
     source tokens unknown to the dictionary ``src_dict`` (the warning names
-    the :class:`~delight_fairseq.inference.text.TextCodec` ``codec``)."""
+    the :class:`~delight_lite.text.TextCodec` ``codec``)."""
     if stats.invalid_utf8:
         logger.warning(
             "invalid UTF-8 on %s of the input: the bad bytes were replaced "

@@ -24,8 +24,6 @@ import functools
 import unicodedata
 from dataclasses import dataclass
 
-from sacremoses import MosesPunctNormalizer, MosesTokenizer
-
 
 class _NonPrinting(dict):
     """``str.translate`` table: Unicode category C (control, format, surrogate,
@@ -42,26 +40,34 @@ _NON_PRINTING = _NonPrinting()
 _ROMANIAN = str.maketrans("\u015e\u015f\u0162\u0163", "\u0218\u0219\u021a\u021b")
 
 
-class _PerlMosesTokenizer(MosesTokenizer):
-    """sacremoses' tokenizer with ``tokenizer.perl``'s rule for the last word."""
-
-    def handles_nonbreaking_prefixes(self, text: str) -> str:
-        text = super().handles_nonbreaking_prefixes(text)
-        head, sep, last = text.rpartition(" ")
-        # tokenizer.perl: "split last words independently as they are unlikely
-        # to be non-breaking prefixes" (its /^(\S+)\.$/ needs one char before)
-        if len(last) > 1 and last.endswith("."):
-            return f"{head}{sep}{last[:-1]} ."
-        return text
+def _perl_last_word(text: str) -> str:
+    """``tokenizer.perl``'s rule for the last word, after sacremoses' prefixes."""
+    head, sep, last = text.rpartition(" ")
+    # tokenizer.perl: "split last words independently as they are unlikely
+    # to be non-breaking prefixes" (its /^(\S+)\.$/ needs one char before)
+    if len(last) > 1 and last.endswith("."):
+        return f"{head}{sep}{last[:-1]} ."
+    return text
 
 
 @functools.lru_cache(maxsize=None)
-def _tokenizer(lang: str) -> MosesTokenizer:
-    return _PerlMosesTokenizer(lang=lang)
+def _tokenizer(lang: str):
+    """sacremoses' tokenizer with ``tokenizer.perl``'s rule for the last word
+    (sacremoses is imported on first use: a process that runs no Moses step
+    does not load it)."""
+    from sacremoses import MosesTokenizer
+
+    class PerlMosesTokenizer(MosesTokenizer):
+        def handles_nonbreaking_prefixes(self, text: str) -> str:
+            return _perl_last_word(super().handles_nonbreaking_prefixes(text))
+
+    return PerlMosesTokenizer(lang=lang)
 
 
 @functools.lru_cache(maxsize=None)
-def _normalizer(lang: str) -> MosesPunctNormalizer:
+def _normalizer(lang: str):
+    from sacremoses import MosesPunctNormalizer
+
     # perl_parity: the Perl script maps a closing U+2019 to '"', and fairseq's
     # WMT'14 data was made with it
     return MosesPunctNormalizer(lang=lang, perl_parity=True)

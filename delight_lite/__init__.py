@@ -1,0 +1,3 @@
+"""Translate with a DeLighT model exported by ``delight-export``, with NumPy
+alone: no torch, no fairseq (:mod:`delight_lite.model`, the arithmetic;
+:mod:`delight_lite.search`, fairseq's beam search)."""

@@ -1,0 +1,162 @@
+"""Translate raw text with a model exported by ``delight-export``, in NumPy:
+:class:`LiteTranslator` (the ``delight-lite`` command is
+:mod:`delight_lite.cli`)::
+
+    from delight_lite.translate import LiteTranslator
+    translator = LiteTranslator("model_dir", beam=5, threads=1)
+    translator.translate(["Ein Mann fährt Fahrrad.", ""])  # -> [str, ""]
+
+The text goes through the subword model and Moses steps the data-bin had
+(copied into the folder by the export; :mod:`delight_lite.text`), and the
+lines stream as :class:`delight_lite.stream.Streamer` describes. Nothing here
+imports torch or fairseq.
+"""
+
+import logging
+import re
+from pathlib import Path
+from typing import IO, List, Optional, Union
+
+from .stream import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_CHUNK_LINES,
+    Streamer,
+    TranslateError,
+    check_options,
+)
+from .text import TextSetupError, build_codec
+
+logger = logging.getLogger("delight_lite")
+
+_SPACES = re.compile(r"\s+")
+
+
+class Vocabulary:
+    """A fairseq Dictionary's symbols, as the export wrote them: ids of
+    whitespace-split symbols (unknown ones -> unk), and ids back to text as
+    ``Dictionary.string`` gives it (eos and bos left out, then the subword
+    joining of ``fairseq.data.data_utils.post_process``)."""
+
+    def __init__(self, spec: dict):
+        self.symbols: List[str] = spec["symbols"]
+        self.pad, self.eos, self.unk, self.bos = (
+            spec["pad"],
+            spec["eos"],
+            spec["unk"],
+            spec["bos"],
+        )
+        # a later duplicate wins, as #fairseq:overwrite does
+        self.indices = {s: i for i, s in enumerate(self.symbols)}
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def encode(self, line: str) -> List[int]:
+        unk = self.unk
+        return [self.indices.get(w, unk) for w in _SPACES.sub(" ", line).split()]
+
+    def string(self, ids: List[int], post_process: Optional[str]) -> str:
+        skip = (self.eos, self.bos)
+        text = " ".join(self.symbols[i] for i in ids if i not in skip)
+        if post_process == "sentencepiece":
+            return text.replace(" ", "").replace("\u2581", " ").strip()
+        if post_process in ("subword_nmt", "@@ "):
+            return (text + " ").replace("@@ ", "").rstrip()
+        if post_process not in (None, "none"):
+            raise ValueError(f"unknown subword post-processing {post_process!r}")
+        return text
+
+
+class LiteTranslator(Streamer):
+    """An exported model ready to translate raw text.
+
+    Args:
+        folder: what ``delight-export`` wrote.
+        beam, lenpen, max_len_a, max_len_b, min_len: the search (fairseq's
+            meanings, as :class:`delight_fairseq.inference.translate.Translator`).
+        batch_tokens, chunk_lines: as there.
+        threads: the BLAS threads of the products (threadpoolctl; default:
+            the BLAS library's own).
+        bpe, tokenizer: override what the export recorded (``auto``).
+        progress: a stream for a progress line (a terminal), or None.
+    """
+
+    def __init__(
+        self,
+        folder: Union[str, Path],
+        *,
+        beam: int = 5,
+        lenpen: float = 1.0,
+        max_len_a: float = 0.0,
+        max_len_b: int = 200,
+        min_len: int = 1,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        chunk_lines: int = DEFAULT_CHUNK_LINES,
+        threads: Optional[int] = None,
+        bpe: str = "auto",
+        tokenizer: str = "auto",
+        progress: Optional[IO[str]] = None,
+    ):
+        check_options(
+            beam=beam,
+            batch_tokens=batch_tokens,
+            chunk_lines=chunk_lines,
+            workers=1,
+            threads=threads,
+            int8=False,
+            fp32_reference=False,
+            max_len_a=max_len_a,
+            max_len_b=max_len_b,
+            min_len=min_len,
+        )
+        from .model import Model, ModelError
+        from .search import Options, Search
+
+        self._limits = None
+        if threads is not None:
+            from threadpoolctl import threadpool_limits
+
+            # held for the translator's life: the products' BLAS threads
+            self._limits = threadpool_limits(limits=threads, user_api="blas")
+        folder = Path(folder)
+        try:
+            self.model = Model(folder)
+        except ModelError as e:
+            raise TranslateError(str(e)) from None
+        text = self.model.text
+        self.source = Vocabulary(self.model.source)
+        self.target = Vocabulary(self.model.target)
+        try:
+            self.codec = build_codec(
+                text.get("source_lang", "src"),
+                text.get("target_lang", "tgt"),
+                [folder],
+                bpe=bpe,
+                tokenizer=tokenizer,
+                prep_settings=text.get("prep"),
+            )
+        except TextSetupError as e:
+            raise TranslateError(str(e)) from None
+        self.max_source_positions = self.model.encoder.max_positions
+        self.source_unk = self.source.unk
+        self.source_dict_path = folder
+        self._setup_stream(batch_tokens, chunk_lines, progress)
+        options = Options(beam, lenpen, max_len_a, max_len_b, min_len)
+        self.search = Search(self.model, options)
+        logger.info(
+            "%s -> %s; %s; decoding with NumPy from %s (%.1f MB of weights): beam "
+            "%d, lenpen %s, max_len %s * S + %s, batches of <= %d tokens, chunks of "
+            "%d lines",
+            text.get("source_lang"), text.get("target_lang"), self.codec.describe(),
+            folder, self.model.weight_bytes() / 1e6, beam, lenpen, max_len_a,
+            max_len_b, batch_tokens, chunk_lines,
+        )  # fmt: skip
+
+    def source_ids(self, symbols: str) -> List[int]:
+        return self.source.encode(symbols)
+
+    def target_string(self, hyp: List[int]) -> str:
+        return self.target.string(hyp, self.codec.post_process)
+
+    def _search(self, sources: List[List[int]]) -> List[List[int]]:
+        return [tokens for tokens, _ in self.search.translate(sources)]
