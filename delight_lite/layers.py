@@ -29,10 +29,13 @@ class Norm:
         self.w, self.b, self.eps = arrays[spec["w"]], arrays[spec["b"]], spec["eps"]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        d = x - x.mean(axis=-1, keepdims=True)
-        var = np.mean(np.square(d), axis=-1, keepdims=True)
+        n = x.shape[-1]
+        d = x - x.sum(axis=-1, keepdims=True) / n
+        # the variance without a squared copy of d
+        var = np.einsum("...i,...i->...", d, d)[..., None]
+        var /= n
         var += self.eps
-        d /= np.sqrt(var)
+        d /= np.sqrt(var, out=var)
         d *= self.w
         d += self.b
         return d
