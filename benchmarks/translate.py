@@ -34,7 +34,11 @@ one-time measurement finds it faster: ``matmul="auto"``), ``delight-engine-torch
 model's modules), ``delight-engine-int8`` (the engine after
 ``Engine(..., int8=True)``), ``transformer-fairseq``, ``transformer-ct2`` and ``transformer-ct2-int8``
 (the checkpoint converted once by ``ct2-fairseq-converter``, run by
-``ctranslate2.Translator`` with compute_type float32 / int8). Writes
+``ctranslate2.Translator`` with compute_type float32 / int8) and ``delight-lite``
+(the DeLighT checkpoint exported once by ``delight-export``, decoded by
+``delight_lite.search.Search`` in NumPy: no torch in that process either; its
+products run on NumPy's OpenBLAS, whose kernel choice ``OPENBLAS_CORETYPE``
+overrides, recorded with the versions). Writes
 OUT/results.json, OUT/table.md, OUT/translate.png (BLEU against sentences/s),
 OUT/hyps/ (each configuration's translations) and prints the table. Run it alone:
 the figures are wall-clock figures.
@@ -56,6 +60,7 @@ BATCH = 64  # sentences per batch (the issue's setting)
 WARMUP = 8  # sentences translated once, untimed, before the clock starts
 MAX_LEN = 200  # fairseq-generate's max_len_b (max_len_a 0): output tokens, eos excluded
 CT2_DIR = "ct2_transformer"
+LITE_DIR = "lite_delight"
 SOURCE = "test_2016_flickr.de"  # the references: multi30k.REFERENCES["test"]
 # engine -> (model flag, runner, option, threads on batches instead of on ops)
 ENGINES = {
@@ -65,6 +70,7 @@ ENGINES = {
     "delight-engine-int8": ("delight", "engine", "int8", False),
     "delight-engine-workers": ("delight", "engine", None, True),
     "delight-engine-int8-workers": ("delight", "engine", "int8", True),
+    "delight-lite": ("delight", "lite", None, False),
     "transformer-fairseq": ("transformer", "fairseq", None, False),
     "transformer-ct2": ("transformer", "ct2", "float32", False),
     "transformer-ct2-int8": ("transformer", "ct2", "int8", False),
@@ -170,6 +176,38 @@ def ct2_translator(spec):
     return translate
 
 
+def lite_translator(spec):
+    """pieces -> pieces through delight_lite (NumPy; no torch in this process)."""
+    from threadpoolctl import threadpool_limits
+
+    from delight_lite.model import Model
+    from delight_lite.search import Options, Search
+    from delight_lite.translate import Vocabulary
+
+    limits = threadpool_limits(limits=spec["threads"], user_api="blas")
+    model = Model(spec["lite_model"])
+    src, tgt = Vocabulary(model.source), Vocabulary(model.target)
+    options = Options(beam=spec["beam"], lenpen=spec["lenpen"], max_len_b=MAX_LEN)
+    search = Search(model, options)
+
+    def translate(pieces):
+        ids = [src.encode(" ".join(p)) for p in pieces]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = [None] * len(ids)
+        for start in range(0, len(order), BATCH):
+            batch = order[start : start + BATCH]
+            found = search.translate([ids[i] for i in batch])
+            for i, (hyp, _) in zip(batch, found):
+                out[i] = [tgt.symbols[t] for t in hyp]
+        return out
+
+    translate.limits = limits  # held while the translator lives
+    return translate
+
+
+RUNNERS = {"ct2": ct2_translator, "lite": lite_translator}
+
+
 def child(spec: dict) -> dict:
     """One configuration: translate, write the hypotheses, report time and memory."""
     import sentencepiece
@@ -177,7 +215,7 @@ def child(spec: dict) -> dict:
     sp = sentencepiece.SentencePieceProcessor(model_file=spec["spm"])
     lines = Path(spec["source"]).read_text(encoding="utf-8").splitlines()
     pieces = [sp.encode(line, out_type=str) for line in lines[: spec["sentences"]]]
-    make = ct2_translator if spec["runner"] == "ct2" else torch_translator
+    make = RUNNERS.get(spec["runner"], torch_translator)
     translate = make(spec)
     translate(pieces[:WARMUP])
     cpu, start = cpu_seconds(), time.perf_counter()
@@ -209,6 +247,18 @@ def convert(transformer: Path, data: Path, dest: Path) -> Path:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         sys.exit(f"ct2-fairseq-converter failed (rc {proc.returncode}): see {log}")
+    return dest
+
+
+def export_lite(delight: Path, data: Path, dest: Path) -> Path:
+    """The DeLighT checkpoint exported for delight_lite (delight-export)."""
+    tool = str(Path(sys.executable).parent / "delight-export")
+    cmd = [tool, str(delight), "--data", str(data), "--out", str(dest)]
+    log = dest.parent / "lite_export.log"
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        sys.exit(f"delight-export failed (rc {proc.returncode}): see {log}")
     return dest
 
 
@@ -249,7 +299,13 @@ def versions() -> str:
         except PackageNotFoundError:
             return f"{name} absent"
 
-    return ", ".join(of(n) for n in ("torch", "fairseq-fixed", "ctranslate2"))
+    packages = ", ".join(
+        of(n) for n in ("torch", "fairseq-fixed", "ctranslate2", "numpy")
+    )
+    # delight-lite's products run on NumPy's OpenBLAS, whose kernels this selects
+    return (
+        f"{packages}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}"
+    )
 
 
 def check(parser, args, data: Path) -> dict:
@@ -313,6 +369,9 @@ def main(argv=None):
     ct2_model = None
     if any(ENGINES[e][1] == "ct2" for e in engines):
         ct2_model = convert(args.transformer, data, out / CT2_DIR)
+    lite_model = None
+    if any(ENGINES[e][1] == "lite" for e in engines):
+        lite_model = export_lite(args.delight, data, out / LITE_DIR)
 
     results = {
         "sentences": len(refs),
@@ -334,7 +393,8 @@ def main(argv=None):
             label=label, runner=runner, option=option, threads=threads, beam=beam,
             workers=workers,
             lenpen=lenpens[model], checkpoint=str(checkpoints[model]), data=str(data),
-            ct2_model=str(ct2_model), spm=str(data / "spm.model"),
+            ct2_model=str(ct2_model), lite_model=str(lite_model),
+            spm=str(data / "spm.model"),
             source=str(multi30k.RAW / SOURCE), sentences=len(refs),
             hyps=str(out / "hyps" / f"{label}.en"),
         )  # fmt: skip

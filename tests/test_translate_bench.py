@@ -1,5 +1,5 @@
 """benchmarks/translate.py end to end on a few sentences: every engine runs in its own
-process, DeLighT's engine gives fairseq's hypotheses, the CTranslate2 conversion of
+process, DeLighT's engines (torch and NumPy) give fairseq's hypotheses, the CTranslate2 conversion of
 the transformer gives (nearly) fairseq's, and a missing checkpoint names its flag.
 Needs the Multi30k data-bin and trained checkpoints under benchmarks/out (made by
 the benchmarks, not by the tests) and ctranslate2 (the bench extra); skips without."""
@@ -62,23 +62,22 @@ def test_smoke_every_engine(tmp_path):
     runs = {r["engine"]: r for r in results["runs"]}
     assert set(runs) | set(results["skipped"]) == {
         "delight-fairseq", "delight-engine", "delight-engine-torch",
-        "delight-engine-int8", "transformer-fairseq", "transformer-ct2",
-        "transformer-ct2-int8",
+        "delight-engine-int8", "delight-lite", "transformer-fairseq",
+        "transformer-ct2", "transformer-ct2-int8",
     }  # fmt: skip
     for r in runs.values():
         assert r["sentences_per_s"] > 0 and r["peak_rss_mib"] > 0 and "bleu" in r
     hyps = {e: (out / "hyps" / f"{e}_t1_b1.en").read_text().splitlines() for e in runs}
     assert hyps["delight-engine"] == hyps["delight-fairseq"]
     assert hyps["delight-engine-torch"] == hyps["delight-fairseq"]
+    assert hyps["delight-lite"] == hyps["delight-fairseq"]
     same = sum(
         a == b for a, b in zip(hyps["transformer-ct2"], hyps["transformer-fairseq"])
     )
     assert same >= SENTENCES - 2, (hyps["transformer-ct2"], hyps["transformer-fairseq"])
-    # each process's own peak: the CTranslate2 ones never load torch
-    assert (
-        runs["transformer-ct2"]["peak_rss_mib"]
-        < runs["delight-fairseq"]["peak_rss_mib"]
-    )
+    # each process's own peak: the CTranslate2 and delight-lite ones never load torch
+    for engine in ("transformer-ct2", "delight-lite"):
+        assert runs[engine]["peak_rss_mib"] < runs["delight-fairseq"]["peak_rss_mib"]
     assert "| transformer-ct2-int8 | 1 | 1 |" in (out / "table.md").read_text()
     assert (out / "translate.png").stat().st_size > 0
     # 2 threads on 2 batches at once: the same hypotheses as one engine
