@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 from .progress import name_lines
 from .stream import DEFAULT_BATCH_TOKENS, DEFAULT_CHUNK_LINES, TranslateError
 from .text import KINDS, TOKENIZERS
+from .translate import LITE_BATCH_TOKENS, LiteTranslator
 
 logger = logging.getLogger("delight_lite")
 
@@ -80,8 +81,9 @@ def add_stream_options(p) -> None:
     )
 
 
-def add_search_options(p):
-    """The search's flags; returns their group."""
+def add_search_options(p, batch_tokens: int = DEFAULT_BATCH_TOKENS):
+    """The search's flags (``batch_tokens``: --batch-tokens' default);
+    returns their group."""
     g = p.add_argument_group("search and speed")
     g.add_argument("--beam", type=int, default=5)
     g.add_argument("--lenpen", type=float, default=1.0)
@@ -91,7 +93,7 @@ def add_search_options(p):
     g.add_argument(
         "--batch-tokens",
         type=int,
-        default=DEFAULT_BATCH_TOKENS,
+        default=batch_tokens,
         help="padded source tokens per batch (default %(default)s)",
     )
     return g
@@ -163,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_text_options(g, "the subword model the export copied, if any")
     add_tokenizer_option(g)
     add_stream_options(p)
-    g = add_search_options(p)
+    g = add_search_options(p, LITE_BATCH_TOKENS)
     g.add_argument(
         "--threads",
         type=int,
@@ -180,8 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``delight-lite`` command; returns the exit status."""
-    from .translate import LiteTranslator
-
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
