@@ -242,23 +242,27 @@ def convert(transformer: Path, data: Path, dest: Path) -> Path:
     flag = "--unsafe_deserialization"
     if flag in subprocess.run([tool, "--help"], capture_output=True, text=True).stdout:
         cmd.append(flag)
-    log = dest.parent / "ct2_convert.log"
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        sys.exit(f"ct2-fairseq-converter failed (rc {proc.returncode}): see {log}")
-    return dest
+    return run_tool(cmd, dest, "ct2_convert.log")
 
 
 def export_lite(delight: Path, data: Path, dest: Path) -> Path:
     """The DeLighT checkpoint exported for delight_lite (delight-export)."""
     tool = str(Path(sys.executable).parent / "delight-export")
-    cmd = [tool, str(delight), "--data", str(data), "--out", str(dest)]
-    log = dest.parent / "lite_export.log"
+    return run_tool(
+        [tool, str(delight), "--data", str(data), "--out", str(dest)],
+        dest,
+        "lite_export.log",
+    )
+
+
+def run_tool(cmd, dest: Path, log_name: str) -> Path:
+    """Run a conversion tool that writes ``dest``, its output into a log beside
+    it; stop with the log's name if it fails."""
+    log = dest.parent / log_name
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        sys.exit(f"delight-export failed (rc {proc.returncode}): see {log}")
+        sys.exit(f"{Path(cmd[0]).name} failed (rc {proc.returncode}): see {log}")
     return dest
 
 

@@ -7,7 +7,7 @@ in, translations out, with a model exported by ``delight-export``, in NumPy
 
 It reads and writes as ``delight-translate`` does, whose command shares the
 pieces here (:func:`add_stream_options`, :func:`add_search_options`,
-:func:`setup_logging`, :func:`run`): one translation per input line, in input
+:func:`parse`, :func:`run`): one translation per input line, in input
 order, an empty line for an empty line, the output of each chunk written when
 it is done, a summary line on stderr in every case; exit status 1 if a line
 could not be translated (an empty line is written for it), 2 on a setup
@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -69,6 +70,7 @@ def add_tokenizer_option(g) -> None:
 
 
 def add_stream_options(p) -> None:
+    """--input, --output, --chunk-lines and --quiet."""
     g = p.add_argument_group("input and output")
     g.add_argument("--input", "-i", type=Path, help="a text file (default: stdin)")
     g.add_argument("--output", "-o", type=Path, help="a text file (default: stdout)")
@@ -78,6 +80,12 @@ def add_stream_options(p) -> None:
         default=DEFAULT_CHUNK_LINES,
         help="lines read, sorted and decoded together (default %(default)s); the "
         "output of a chunk is written when it is done",
+    )
+    g.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="warnings, errors and the summary only",
     )
 
 
@@ -171,40 +179,44 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="BLAS threads of the products (default: the BLAS library's)",
     )
-    p.add_argument(
-        "--quiet",
-        "-q",
-        action="store_true",
-        help="warnings, errors and the summary only",
-    )
     return p
+
+
+def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """A command's arguments, logging set up; exit status 2 (the usage error
+    of argparse) for an --input that is not a file."""
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet)
+    if args.input is not None and not args.input.is_file():
+        parser.exit(2, f"{parser.prog}: error: --input: no file at {args.input}\n")
+    return args
+
+
+#: the translators' keyword options that the shared flags set
+SHARED = (
+    "bpe", "tokenizer", "beam", "lenpen", "max_len_a", "max_len_b", "min_len",
+    "batch_tokens", "chunk_lines", "threads",
+)  # fmt: skip
+
+
+def translate(parser, args, make) -> int:
+    """Build a translator by ``make(**options)`` from the shared flags (a
+    progress line when stderr is a terminal), then :func:`run` it; a setup
+    problem exits with status 2 and the message."""
+    options = {name: getattr(args, name) for name in SHARED}
+    options["progress"] = sys.stderr if sys.stderr.isatty() else None
+    try:
+        translator = make(**options)
+    except (TranslateError, ValueError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    return run(translator, args, parser.prog)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``delight-lite`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.quiet)
-    if args.input is not None and not args.input.is_file():
-        parser.exit(2, f"delight-lite: error: --input: no file at {args.input}\n")
-    try:
-        translator = LiteTranslator(
-            args.model,
-            beam=args.beam,
-            lenpen=args.lenpen,
-            max_len_a=args.max_len_a,
-            max_len_b=args.max_len_b,
-            min_len=args.min_len,
-            batch_tokens=args.batch_tokens,
-            chunk_lines=args.chunk_lines,
-            threads=args.threads,
-            bpe=args.bpe,
-            tokenizer=args.tokenizer,
-            progress=sys.stderr if sys.stderr.isatty() else None,
-        )
-    except (TranslateError, ValueError) as e:
-        parser.exit(2, f"delight-lite: error: {e}\n")
-    return run(translator, args, "delight-lite")
+    args = parse(parser, argv)
+    return translate(parser, args, partial(LiteTranslator, args.model))
 
 
 if __name__ == "__main__":

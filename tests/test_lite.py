@@ -11,9 +11,6 @@ fairseq, and its dictionaries behave as fairseq's.
 """
 
 import copy
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -34,9 +31,10 @@ from delight_lite.model import Model
 from delight_lite.search import Options, Search, top_k
 from delight_lite.translate import LiteTranslator, Vocabulary
 
-from helpers import DROPOUT_OFF, REPO, TINY_SHAPE, build, make_dictionary
+from helpers import DROPOUT_OFF, TINY_SHAPE, build, make_dictionary
 from translate_helpers import (  # noqa: F401 (eager_glt: an autouse fixture)
     eager_glt,
+    run_python,
     save_checkpoint,
     synthetic_pairs,
 )
@@ -175,14 +173,9 @@ def words(tmp_path_factory):
         "import sys; from delight_fairseq.inference.export import main; "
         "sys.exit(main(sys.argv[1:]))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(ckpt.parent), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "exported" in proc.stderr
+    rc, _, err = run_python("-c", code, ckpt.parent, "--out", out)
+    assert rc == 0, err
+    assert "exported" in err
     test = synthetic_pairs(30, seed=7)
     return ckpt.parent, data, out, [s for s, _ in test]
 
@@ -200,21 +193,13 @@ def test_translations_equal_the_engines(words):
 
 
 def run_lite(*args, stdin=b""):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    """delight-lite in a process of its own, which reports what it imported."""
     code = (
         "import sys; from delight_lite.cli import main; rc = main(); "
         "gone = [m for m in ('torch', 'fairseq') if m in sys.modules]; "
         "print('imported:', gone, file=sys.stderr); sys.exit(rc)"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        timeout=300,
-        env=env,
-        cwd=REPO,
-    )
-    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")
+    return run_python("-c", code, *args, stdin=stdin)
 
 
 def test_cli_without_torch(words, tmp_path):

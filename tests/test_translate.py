@@ -10,8 +10,6 @@ subword codecs are in test_translate_codecs.py.
 """
 
 import logging
-import os
-import subprocess
 import sys
 import types
 
@@ -21,10 +19,10 @@ import torch
 from delight_fairseq.inference import loading
 from delight_fairseq.inference import translate as tr
 
-from helpers import REPO
 from translate_helpers import (  # noqa: F401 (eager_glt: an autouse fixture)
     MAX_SOURCE_POSITIONS,
     eager_glt,
+    run_python,
     save_checkpoint,
     synthetic_pairs,
 )
@@ -252,16 +250,7 @@ def test_checkpoint_folder_resolution(words, tmp_path, caplog):
 
 
 def run_translate(*args, stdin=b"", module="delight_fairseq.inference.cli"):
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # DELIGHT_FUSED_GLT=0: eager_glt
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        timeout=300,
-        env=env,
-        cwd=REPO,
-    )
-    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")
+    return run_python("-m", module, *args, stdin=stdin)
 
 
 @pytest.mark.slow

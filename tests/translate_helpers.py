@@ -2,7 +2,10 @@
 the synthetic task (tools/synthetic.py) and saved as fairseq checkpoints with their
 dictionaries, and the eager GLT ops for the translators they build."""
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from fairseq.data import Dictionary
 
 from delight_fairseq.tools.synthetic import sentence_pair
 
-from helpers import NO_DROPOUT, TINY_MODEL, USER_DIR, train_on_pairs
+from helpers import NO_DROPOUT, REPO, TINY_MODEL, USER_DIR, train_on_pairs
 
 MAX_SOURCE_POSITIONS = 32  # small, so that an over-long line is easy to write
 
@@ -78,3 +81,19 @@ def save_checkpoint(folder: Path, pairs, steps: int, name="checkpoint_best.pt"):
     ckpt.mkdir(exist_ok=True)
     torch.save(state, ckpt / name)
     return ckpt / name, data
+
+
+def run_python(*argv, stdin=b""):
+    """``python ARGV...`` in the repository with one OpenMP thread (and
+    DELIGHT_FUSED_GLT=0 under eager_glt): (exit status, stdout bytes,
+    stderr text)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, *map(str, argv)],
+        input=stdin,
+        capture_output=True,
+        timeout=300,
+        env=env,
+        cwd=REPO,
+    )
+    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace")

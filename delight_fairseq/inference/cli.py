@@ -19,7 +19,7 @@ exit status 1 at the end; a setup problem gives exit status 2.
 """
 
 import argparse
-import sys
+from functools import partial
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -29,11 +29,10 @@ from delight_lite.cli import (
     add_stream_options,
     add_text_options,
     add_tokenizer_option,
-    run,
-    setup_logging,
+    parse,
+    translate,
 )
 
-from .loading import TranslateError
 from .matmul import BACKENDS
 from .translate import Translator
 
@@ -109,52 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decode with fairseq's SequenceGenerator instead of the engine",
     )
-    g.add_argument(
-        "--quiet",
-        "-q",
-        action="store_true",
-        help="warnings, errors and the summary only",
-    )
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``delight-translate`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.quiet)
-    if args.input is not None and not args.input.is_file():
-        parser.exit(2, f"delight-translate: error: --input: no file at {args.input}\n")
-    try:
-        translator = Translator(
-            args.checkpoint,
-            args.data,
-            source_lang=args.source_lang,
-            target_lang=args.target_lang,
-            src_dict=args.src_dict,
-            tgt_dict=args.tgt_dict,
-            bpe=args.bpe,
-            spm_model=args.spm_model,
-            bpe_codes=args.bpe_codes,
-            tokenizer=args.tokenizer,
-            beam=args.beam,
-            lenpen=args.lenpen,
-            max_len_a=args.max_len_a,
-            max_len_b=args.max_len_b,
-            min_len=args.min_len,
-            batch_tokens=args.batch_tokens,
-            chunk_lines=args.chunk_lines,
-            int8=args.int8,
-            fp32_reference=args.fp32_reference,
-            matmul=args.matmul,
-            device=args.device,
-            threads=args.threads,
-            workers=args.workers,
-            progress=sys.stderr if sys.stderr.isatty() else None,
-        )
-    except (TranslateError, ValueError) as e:
-        parser.exit(2, f"delight-translate: error: {e}\n")
-    return run(translator, args, "delight-translate")
+    args = parse(parser, argv)
+    make = partial(
+        Translator,
+        args.checkpoint,
+        args.data,
+        source_lang=args.source_lang,
+        target_lang=args.target_lang,
+        src_dict=args.src_dict,
+        tgt_dict=args.tgt_dict,
+        spm_model=args.spm_model,
+        bpe_codes=args.bpe_codes,
+        int8=args.int8,
+        fp32_reference=args.fp32_reference,
+        matmul=args.matmul,
+        device=args.device,
+        workers=args.workers,
+    )
+    return translate(parser, args, make)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,36 @@ def _block(w: _Writer, name: str, block, decoder: bool) -> dict:
     return out
 
 
+def _side(w: _Writer, name: str, stack, plan, table) -> dict:
+    """The encoder's or the decoder's part: ``stack`` the model's module,
+    ``plan`` its functional weights, ``table`` its tokens' V x d_m rows."""
+    decoder = name == "dec"
+    rows = int(stack.max_positions())
+    out = dict(
+        tokens=w.put(f"{name}.tokens", table),
+        positions=w.put(
+            f"{name}.positions",
+            _positions(stack.embed_positions, rows, stack.padding_idx),
+        ),
+        blocks=[
+            _block(w, f"{name}.{i}", b, decoder) for i, b in enumerate(plan.blocks)
+        ],
+        final_norm=None
+        if plan.final_norm is None
+        else w.norm(f"{name}.final_norm", plan.final_norm),
+        max_positions=rows,
+    )
+    if decoder:
+        out.update(
+            head_dim=int(stack.layers[0].self_attn.proj_dim),
+            project_out=None
+            if plan.project_out is None
+            else w.linear("dec.project_out", plan.project_out),
+            output=w.put("dec.output", plan.output[0].t()),  # map_dim x V
+        )
+    return out
+
+
 def _positions(module, rows: int, padding_idx: int) -> torch.Tensor:
     """The rows the positions module adds to real tokens 1 .. ``rows``."""
     probe = torch.full((1, rows), padding_idx + 1, dtype=torch.long)
@@ -149,49 +179,13 @@ def export_model(model, src_dict, tgt_dict, out: Path, text: Optional[dict] = No
     encoder, decoder = model.encoder, model.decoder
     enc = fn.Encoder(encoder)
     dec = fn.DecoderWeights(decoder)
-    src_ids = torch.arange(len(src_dict)).unsqueeze(0)
-    tgt_ids = torch.arange(len(tgt_dict)).unsqueeze(0)
-    with fused_off():
-        enc_table = enc.embed(src_ids)[0]
-        dec_table = decoder.embed_tokens(tgt_ids)[0]
-    n_src = int(encoder.max_positions())
-    n_tgt = int(decoder.max_positions())
+    # the embeddings act per token: each vocabulary through its module, once
+    enc_table = encoder.embed_tokens(torch.arange(len(src_dict)).unsqueeze(0))[0]
+    dec_table = decoder.embed_tokens(torch.arange(len(tgt_dict)).unsqueeze(0))[0]
     config = dict(
         format=FORMAT,
-        encoder=dict(
-            tokens=w.put("enc.tokens", enc_table),
-            positions=w.put(
-                "enc.positions",
-                _positions(encoder.embed_positions, n_src, encoder.padding_idx),
-            ),
-            blocks=[
-                _block(w, f"enc.{i}", b, decoder=False)
-                for i, b in enumerate(enc.blocks)
-            ],
-            final_norm=None
-            if enc.final_norm is None
-            else w.norm("enc.final_norm", enc.final_norm),
-            max_positions=n_src,
-        ),
-        decoder=dict(
-            tokens=w.put("dec.tokens", dec_table),
-            positions=w.put(
-                "dec.positions",
-                _positions(decoder.embed_positions, n_tgt, decoder.padding_idx),
-            ),
-            blocks=[
-                _block(w, f"dec.{i}", b, decoder=True) for i, b in enumerate(dec.blocks)
-            ],
-            head_dim=int(decoder.layers[0].self_attn.proj_dim),
-            final_norm=None
-            if dec.final_norm is None
-            else w.norm("dec.final_norm", dec.final_norm),
-            project_out=None
-            if dec.project_out is None
-            else w.linear("dec.project_out", dec.project_out),
-            output=w.put("dec.output", dec.output[0].t()),  # map_dim x V
-            max_positions=n_tgt,
-        ),
+        encoder=_side(w, "enc", encoder, enc, enc_table),
+        decoder=_side(w, "dec", decoder, dec, dec_table),
         source=_symbols(src_dict),
         target=_symbols(tgt_dict),
         text=text or {},
@@ -199,22 +193,6 @@ def export_model(model, src_dict, tgt_dict, out: Path, text: Optional[dict] = No
     np.savez(out / WEIGHTS, **w.arrays)
     (out / CONFIG).write_text(json.dumps(config), encoding="utf-8")
     return out
-
-
-class fused_off:
-    """The embedding tables through the eager GLT ops (the floats of the
-    modules' CPU path, whichever kernel this process has)."""
-
-    def __enter__(self):
-        from .. import fused
-
-        self._saved = fused.usable
-        fused.usable = lambda like: False
-
-    def __exit__(self, *exc):
-        from .. import fused
-
-        fused.usable = self._saved
 
 
 def export_checkpoint(checkpoint, out, data=None, **load) -> Path:
@@ -251,7 +229,8 @@ def export_checkpoint(checkpoint, out, data=None, **load) -> Path:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``delight-export``."""
-    from .cli import setup_logging
+    from delight_lite.cli import setup_logging
+
     from .loading import TranslateError
 
     parser = argparse.ArgumentParser(
