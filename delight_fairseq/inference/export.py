@@ -240,11 +240,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("checkpoint", help="a .pt file or a checkpoint folder")
     parser.add_argument("--data", help="the data-bin (default: the checkpoint's)")
-    parser.add_argument("--out", required=True, help="the folder to write")
-    parser.add_argument("--source-lang", "-s")
-    parser.add_argument("--target-lang", "-t")
-    parser.add_argument("--src-dict")
-    parser.add_argument("--tgt-dict")
+    parser.add_argument(
+        "--out", required=True, help="the folder to write (its files are replaced)"
+    )
+    parser.add_argument("--source-lang", "-s", help="default: the checkpoint's")
+    parser.add_argument("--target-lang", "-t", help="default: the checkpoint's")
+    parser.add_argument("--src-dict", help="default: DATA/dict.SRC.txt")
+    parser.add_argument("--tgt-dict", help="default: DATA/dict.TGT.txt")
     args = parser.parse_args(argv)
     setup_logging()
     try:
