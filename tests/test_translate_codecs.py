@@ -1,7 +1,8 @@
 """delight-translate's subword codecs as a checkpoint's data-bin records them:
 subword-nmt BPE with Moses tokenization, as prep.json gives the test-set steps, and a
 sentencepiece model found in the data-bin, whose translations equal the pieces run
-through the engine by hand and fairseq's SequenceGenerator (--fp32-reference)."""
+through the engine by hand and fairseq's SequenceGenerator (--fp32-reference); and
+delight-lite on both, from what delight-export copied."""
 
 import pytest
 import torch
@@ -81,3 +82,46 @@ def test_sentencepiece_from_the_data_bin(pieces):
         assert got == post_process(t.tgt_dict.string(hyp), "sentencepiece")
     reference = tr.Translator(ckpt, beam=5, fp32_reference=True)
     assert reference.translate(sources) == out
+
+
+def test_delight_lite_takes_the_subword_model_along(pieces, tmp_path):
+    """delight-export copies the data-bin's spm.model; delight-lite finds it in
+    the exported folder and translates as delight-translate does."""
+    from delight_fairseq.inference.export import export_checkpoint
+    from delight_lite.translate import LiteTranslator
+
+    ckpt, data = pieces
+    out = export_checkpoint(ckpt, tmp_path / "lite")
+    assert (out / "spm.model").read_bytes() == (data / "spm.model").read_bytes()
+    sources = [s for s, _ in synthetic_pairs(8, seed=7)] + [""]
+    lite = LiteTranslator(out, beam=5, threads=1)
+    assert lite.codec.kind == "sentencepiece"
+    assert lite.translate(sources) == tr.Translator(ckpt, beam=5).translate(sources)
+
+
+def test_delight_lite_takes_bpe_codes_and_moses_steps_along(tmp_path):
+    """subword-nmt codes and prep.json's Moses steps (tokenize, lowercase) go
+    with the export: delight-lite encodes and detokenizes as delight-translate."""
+    import json
+    import shutil
+
+    from delight_fairseq.inference.export import export_checkpoint
+    from delight_lite.translate import LiteTranslator
+
+    ckpt, data = save_checkpoint(tmp_path, synthetic_pairs(500, seed=1), steps=20)
+    bpe_bin = tmp_path / "bpe-bin"
+    shutil.copytree(data, bpe_bin)
+    (bpe_bin / "code").write_text("#version: 0.2\nh e\nhe l\n", encoding="utf-8")
+    steps = {"tokenize": True, "lowercase": True}
+    prep = {"fingerprint": {"direction": "src-tgt", "settings": {"test_steps": {
+        "src": {**steps, "lang": "en"}, "tgt": {**steps, "lang": "en"}}}}}  # fmt: skip
+    (bpe_bin / "prep.json").write_text(json.dumps(prep), encoding="utf-8")
+    out = export_checkpoint(ckpt, tmp_path / "lite", data=bpe_bin)
+    lite = LiteTranslator(out, beam=2, threads=1)
+    torch_side = tr.Translator(ckpt, bpe_bin, beam=2)
+    # the same codec, its codes read from the exported folder
+    expected = torch_side.codec.describe().replace(str(bpe_bin), str(out))
+    assert lite.codec.describe() == expected
+    assert lite.codec.kind == "subword_nmt" and lite.codec.detokenize == "tgt"
+    sources = [s + ", HELLO." for s, _ in synthetic_pairs(6, seed=7)]
+    assert lite.translate(sources) == torch_side.translate(sources)
