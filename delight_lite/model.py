@@ -11,13 +11,13 @@ and ``step.py``, docs/architecture.md sections 5-7; the parts are
   pre-norm stack;
 * the decoder, one token per hypothesis and step (:class:`Decoder`), its
   self-attention keys and values in a cache that grows with the steps
-  (:class:`Cache`), the
-  encoder-decoder keys and values projected once per sentence and shared by
-  its beams, the output layer and a float32 log-softmax.
+  (:class:`Cache`), the encoder-decoder keys and values projected once per
+  sentence and shared by its beams, the output layer and a float32
+  log-softmax.
 
 The products run on the BLAS NumPy was built with (OPENBLAS_NUM_THREADS or
-``threadpoolctl`` set its threads); the results agree with the torch engine's
-to rounding (tests/test_lite.py).
+``threadpoolctl`` set its threads). tests/test_lite.py holds the results
+against fairseq's.
 """
 
 import json
@@ -95,11 +95,12 @@ class Cache:
     x steps x head_dim/heads): each head's keys over the steps so far are a
     plain matrix, which the products read in place.
 
-    The arrays grow STEPS steps at a time (:meth:`room`), for the rows still
-    searched: memory for all ``max_len`` steps would be touched page by page
-    (each row's first steps) and, with transparent huge pages, be resident
-    almost whole. A reorder copies one block at a time in place, so the peak
-    is the cache and one block's copy, not two caches."""
+    The arrays hold the steps decoded so far and grow STEPS steps at a time
+    (:meth:`room`), for the rows still searched: in arrays sized for
+    ``max_len`` steps, each head's steps of each row span a few pages, and the
+    first steps already touch one of each. A reorder copies one block at a
+    time in place, so the peak is the cache and one block's copy, not two
+    caches."""
 
     STEPS = 16
 
@@ -240,34 +241,12 @@ class Model:
             )
         with np.load(folder / WEIGHTS) as npz:
             arrays = {name: npz[name] for name in npz.files}
+        self._arrays = arrays
         self.source, self.target = config["source"], config["target"]
         self.text = config.get("text") or {}
         self.encoder = Encoder(config["encoder"], arrays, self.source["pad"])
         self.decoder = Decoder(config["decoder"], arrays)
 
     def weight_bytes(self) -> int:
-        seen, total = set(), 0
-        for part in (self.encoder, self.decoder):
-            for value in _arrays(part):
-                if id(value) not in seen:
-                    seen.add(id(value))
-                    total += value.nbytes
-        return total
-
-
-def _arrays(obj, depth=0):
-    """The arrays reachable from obj's attributes (lists included)."""
-    if isinstance(obj, np.ndarray):
-        yield obj
-        return
-    if depth > 6:
-        return
-    if isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from _arrays(item, depth + 1)
-        return
-    names = list(getattr(obj, "__dict__", {}))
-    for cls in type(obj).__mro__:
-        names += cls.__dict__.get("__slots__", ())
-    for name in names:
-        yield from _arrays(getattr(obj, name, None), depth + 1)
+        """The exported arrays' size in memory."""
+        return sum(a.nbytes for a in self._arrays.values())
