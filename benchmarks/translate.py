@@ -24,7 +24,8 @@ fairseq-generate's defaults (max length MAX_LEN, min 1) with the model's
 ``inter_threads=1, intra_threads=N``. Target tokens: output subwords, eos excluded.
 The ``-workers`` engines spend N threads on N batches at once instead (one thread
 each): N engines in an ``EnginePool``; CTranslate2 with ``inter_threads=N,
-intra_threads=1``. At 1 thread they are the plain engines and are not run.
+intra_threads=1``; delight-lite with N worker processes. At 1 thread they are the
+plain engines and are not run.
 
 Engines: ``delight-fairseq`` (fairseq's SequenceGenerator through
 ``task.inference_step``, as fairseq-generate), ``delight-engine``
@@ -38,7 +39,8 @@ model's modules), ``delight-engine-int8`` (the engine after
 (the DeLighT checkpoint exported once by ``delight-export``, decoded by
 ``delight_lite.search.Search`` in NumPy: no torch in that process either; its
 products run on NumPy's OpenBLAS, whose kernel choice ``OPENBLAS_CORETYPE``
-overrides, recorded with the versions). Writes
+overrides, recorded with the versions; ``delight-lite-workers``' peak RSS is the
+sum of its processes'). Writes
 OUT/results.json, OUT/table.md, OUT/translate.png (BLEU against sentences/s),
 OUT/hyps/ (each configuration's translations) and prints the table. Run it alone:
 the figures are wall-clock figures.
@@ -71,6 +73,7 @@ ENGINES = {
     "delight-engine-workers": ("delight", "engine", None, True),
     "delight-engine-int8-workers": ("delight", "engine", "int8", True),
     "delight-lite": ("delight", "lite", None, False),
+    "delight-lite-workers": ("delight", "lite", None, True),
     "transformer-fairseq": ("transformer", "fairseq", None, False),
     "transformer-ct2": ("transformer", "ct2", "float32", False),
     "transformer-ct2-int8": ("transformer", "ct2", "int8", False),
@@ -177,31 +180,49 @@ def ct2_translator(spec):
 
 
 def lite_translator(spec):
-    """pieces -> pieces through delight_lite (NumPy; no torch in this process)."""
+    """pieces -> pieces through delight_lite (NumPy; no torch in this process).
+    The -workers engine decodes in spawned processes of one BLAS thread each
+    (delight_lite.workers), whose peak memory ``translate.worker_peaks()``
+    gives once the translating is done."""
     from threadpoolctl import threadpool_limits
 
-    from delight_lite.model import Model
+    from delight_lite.model import read_config
     from delight_lite.search import Options, Search
     from delight_lite.translate import Vocabulary
+    from delight_lite.workers import Workers
 
-    limits = threadpool_limits(limits=spec["threads"], user_api="blas")
-    model = Model(spec["lite_model"])
-    src, tgt = Vocabulary(model.source), Vocabulary(model.target)
+    folder = Path(spec["lite_model"])
     options = Options(beam=spec["beam"], lenpen=spec["lenpen"], max_len_b=MAX_LEN)
-    search = Search(model, options)
+    config = read_config(folder)
+    src, tgt = Vocabulary(config["source"]), Vocabulary(config["target"])
+    workers = limits = None
+    if spec["workers"]:
+        workers = Workers(spec["threads"], folder, options, threads=1)
+        search, batches_at_once = workers.search, workers.map
+    else:
+        from delight_lite.model import Model
+
+        limits = threadpool_limits(limits=spec["threads"], user_api="blas")
+        local = Search(Model(folder), options)
+
+        def search(sources):
+            return [hyp for hyp, _ in local.translate(sources)]
+
+        batches_at_once = map
 
     def translate(pieces):
         ids = [src.encode(" ".join(p)) for p in pieces]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = [None] * len(ids)
-        for start in range(0, len(order), BATCH):
-            batch = order[start : start + BATCH]
-            found = search.translate([ids[i] for i in batch])
-            for i, (hyp, _) in zip(batch, found):
+        batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+        found = batches_at_once(lambda b: search([ids[i] for i in b]), batches)
+        for batch, hyps in zip(batches, found):
+            for i, hyp in zip(batch, hyps):
                 out[i] = [tgt.symbols[t] for t in hyp]
         return out
 
     translate.limits = limits  # held while the translator lives
+    translate.worker_peaks = workers.close if workers else list
     return translate
 
 
@@ -227,7 +248,9 @@ def child(spec: dict) -> dict:
         "seconds": seconds,
         "cpu_seconds": cpu,
         "target_tokens": sum(len(p) for p in out),
-        "peak_rss_mib": peak_rss_mib(),
+        # with worker processes, this process's peak and theirs, summed
+        "peak_rss_mib": peak_rss_mib()
+        + sum(getattr(translate, "worker_peaks", list)()),
     }
 
 

@@ -146,6 +146,7 @@ def run(translator, args, prog: str) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         stats = translator.stats
     finally:
+        translator.close()
         if args.input:
             source.close()
         if args.output:
@@ -177,7 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--threads",
         type=int,
-        help="BLAS threads of the products (default: the BLAS library's)",
+        help="BLAS threads of the products, in all (default: the BLAS library's; "
+        "with --workers, 1 each)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes decoding batches at once, each with its own model and "
+        "THREADS / WORKERS BLAS threads (default %(default)s)",
     )
     return p
 
@@ -195,7 +204,7 @@ def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
 #: the translators' keyword options that the shared flags set
 SHARED = (
     "bpe", "tokenizer", "beam", "lenpen", "max_len_a", "max_len_b", "min_len",
-    "batch_tokens", "chunk_lines", "threads",
+    "batch_tokens", "chunk_lines", "threads", "workers",
 )  # fmt: skip
 
 

@@ -221,6 +221,23 @@ class Decoder:
         return out
 
 
+def read_config(folder: Path) -> dict:
+    """The exported folder's ``model.json`` (structure, symbols, text
+    settings), checked to be an export this package reads."""
+    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
+        raise ModelError(
+            f"{folder} holds no exported model ({CONFIG} and {WEIGHTS}): "
+            "make one with delight-export CHECKPOINT --out FOLDER"
+        )
+    config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    if config.get("format") != FORMAT:
+        raise ModelError(
+            f"{folder / CONFIG} is format {config.get('format')}; this delight_lite "
+            f"reads format {FORMAT}: export the checkpoint again"
+        )
+    return config
+
+
 class Model:
     """An exported model: :attr:`encoder`, :attr:`decoder`, the dictionaries'
     symbols (:attr:`source`, :attr:`target`) and the text settings."""
@@ -228,17 +245,7 @@ class Model:
     def __init__(self, folder):
         folder = Path(folder)
         self.folder = folder
-        if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
-            raise ModelError(
-                f"{folder} holds no exported model ({CONFIG} and {WEIGHTS}): "
-                "make one with delight-export CHECKPOINT --out FOLDER"
-            )
-        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-        if config.get("format") != FORMAT:
-            raise ModelError(
-                f"{folder / CONFIG} is format {config.get('format')}; this delight_lite "
-                f"reads format {FORMAT}: export the checkpoint again"
-            )
+        config = read_config(folder)
         with np.load(folder / WEIGHTS) as npz:
             arrays = {name: npz[name] for name in npz.files}
         self._arrays = arrays

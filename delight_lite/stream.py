@@ -109,6 +109,9 @@ class Streamer:
         them at once)."""
         return map(decode, batches)
 
+    def close(self) -> None:
+        """Release what the translator holds besides memory (processes)."""
+
     # -- the public calls ----------------------------------------------------------
 
     def translate(self, lines: Iterable[Line]) -> List[str]:

@@ -81,7 +81,10 @@ class LiteTranslator(Streamer):
         batch_tokens, chunk_lines: as there (``batch_tokens`` defaults to
             LITE_BATCH_TOKENS).
         threads: the BLAS threads of the products (threadpoolctl; default:
-            the BLAS library's own).
+            the BLAS library's own); with ``workers``, shared among them.
+        workers: processes decoding batches at once, each with its own model
+            and ``threads // workers`` BLAS threads (at least one;
+            :mod:`delight_lite.workers`). Call :meth:`close` when done.
         bpe, tokenizer: override what the export recorded (``auto``).
         progress: a stream for a progress line (a terminal), or None.
     """
@@ -98,6 +101,7 @@ class LiteTranslator(Streamer):
         batch_tokens: int = LITE_BATCH_TOKENS,
         chunk_lines: int = DEFAULT_CHUNK_LINES,
         threads: Optional[int] = None,
+        workers: int = 1,
         bpe: str = "auto",
         tokenizer: str = "auto",
         progress: Optional[IO[str]] = None,
@@ -106,7 +110,7 @@ class LiteTranslator(Streamer):
             beam=beam,
             batch_tokens=batch_tokens,
             chunk_lines=chunk_lines,
-            workers=1,
+            workers=workers,
             threads=threads,
             int8=False,
             fp32_reference=False,
@@ -114,23 +118,36 @@ class LiteTranslator(Streamer):
             max_len_b=max_len_b,
             min_len=min_len,
         )
-        from .model import Model, ModelError
+        from .model import Model, ModelError, read_config
         from .search import Options, Search
 
-        self._limits = None
-        if threads is not None:
-            from threadpoolctl import threadpool_limits
-
-            # held for the translator's life: the products' BLAS threads
-            self._limits = threadpool_limits(limits=threads, user_api="blas")
         folder = Path(folder)
+        options = Options(beam, lenpen, max_len_a, max_len_b, min_len)
+        self._limits = self.workers = self.search = None
         try:
-            self.model = Model(folder)
+            if workers > 1:
+                from .workers import Workers
+
+                config = read_config(folder)  # the weights stay in the workers
+                each = max(1, (threads or 1) // workers)
+                self.workers = Workers(workers, folder, options, each)
+            else:
+                if threads is not None:
+                    from threadpoolctl import threadpool_limits
+
+                    # held for the translator's life: the products' BLAS threads
+                    self._limits = threadpool_limits(limits=threads, user_api="blas")
+                model = Model(folder)
+                self.search = Search(model, options)
+                config = dict(
+                    source=model.source, target=model.target, text=model.text,
+                    encoder=dict(max_positions=model.encoder.max_positions),
+                )  # fmt: skip
         except ModelError as e:
             raise TranslateError(str(e)) from None
-        text = self.model.text
-        self.source = Vocabulary(self.model.source)
-        self.target = Vocabulary(self.model.target)
+        text = config.get("text") or {}
+        self.source = Vocabulary(config["source"])
+        self.target = Vocabulary(config["target"])
         try:
             self.codec = build_codec(
                 text.get("source_lang", "src"),
@@ -142,19 +159,16 @@ class LiteTranslator(Streamer):
             )
         except TextSetupError as e:
             raise TranslateError(str(e)) from None
-        self.max_source_positions = self.model.encoder.max_positions
+        self.max_source_positions = config["encoder"]["max_positions"]
         self.source_unk = self.source.unk
         self.source_dict_path = folder
         self._setup_stream(batch_tokens, chunk_lines, progress)
-        options = Options(beam, lenpen, max_len_a, max_len_b, min_len)
-        self.search = Search(self.model, options)
         logger.info(
-            "%s -> %s; %s; decoding with NumPy from %s (%.1f MB of weights): beam "
-            "%d, lenpen %s, max_len %s * S + %s, batches of <= %d tokens, chunks of "
-            "%d lines",
+            "%s -> %s; %s; decoding with NumPy from %s: beam %d, lenpen %s, max_len "
+            "%s * S + %s, batches of <= %d tokens, chunks of %d lines, %s",
             text.get("source_lang"), text.get("target_lang"), self.codec.describe(),
-            folder, self.model.weight_bytes() / 1e6, beam, lenpen, max_len_a,
-            max_len_b, batch_tokens, chunk_lines,
+            folder, beam, lenpen, max_len_a, max_len_b, batch_tokens, chunk_lines,
+            f"{workers} worker processes" if self.workers else "in this process",
         )  # fmt: skip
 
     def source_ids(self, symbols: str) -> List[int]:
@@ -164,4 +178,20 @@ class LiteTranslator(Streamer):
         return self.target.string(hyp, self.codec.post_process)
 
     def _search(self, sources: List[List[int]]) -> List[List[int]]:
+        if self.workers is not None:
+            return self.workers.search(sources)
         return [tokens for tokens, _ in self.search.translate(sources)]
+
+    def _map(self, decode, batches):
+        if self.workers is not None:
+            return self.workers.map(decode, batches)
+        return map(decode, batches)
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (the translator is then done)."""
+        if self.workers is not None:
+            peaks = self.workers.close()
+            logger.info(
+                "worker processes' peak memory: %s MiB",
+                ", ".join(f"{p:.0f}" for p in peaks),
+            )

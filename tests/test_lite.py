@@ -29,6 +29,7 @@ from delight_fairseq.inference import translate as tr
 from delight_fairseq.inference.export import export_model
 from delight_lite.model import Model
 from delight_lite.search import Options, Search, top_k
+from delight_lite.stream import TranslateError
 from delight_lite.translate import LiteTranslator, Vocabulary
 
 from helpers import DROPOUT_OFF, TINY_SHAPE, build, make_dictionary
@@ -213,6 +214,11 @@ def test_cli_without_torch(words, tmp_path):
     assert "imported: []" in err  # neither torch nor fairseq
     engine = tr.Translator(ckpt, beam=5, bpe="none")
     assert got.decode("utf-8").split("\n") == engine.translate(lines) + [""]
+    rc, got2, err2 = run_lite(
+        out, "--workers", "2", "--batch-tokens", "30", stdin=stdin
+    )
+    assert rc == 0, err2
+    assert got2 == got and "imported: []" in err2 and "worker processes" in err2
     assert "invalid UTF-8 on line 5 of the input" in err
     assert f"delight-lite: {len(lines)} sentences" in err.strip().splitlines()[-2]
 
@@ -227,3 +233,34 @@ def test_cli_without_torch(words, tmp_path):
 
     rc, _, err = run_lite(tmp_path, "-q")
     assert rc == 2 and "holds no exported model" in err and "delight-export" in err
+
+
+def test_worker_processes(words):
+    """--workers: batches decoded in spawned processes, the same translations
+    in the same order; a batch that fails comes back as an error and the
+    worker serves on; a worker that dies is replaced."""
+    from delight_lite.workers import WorkerError, Workers
+
+    ckpt, _, out, sources = words
+    lines = sources + ["", " ".join([sources[0]] * 8)]
+    one = LiteTranslator(out, beam=5, bpe="none", batch_tokens=40, threads=1)
+    two = LiteTranslator(out, beam=5, bpe="none", batch_tokens=40, workers=2)
+    try:
+        assert two.translate(lines) == one.translate(lines)
+        assert two.stats.truncated == one.stats.truncated == [len(lines)]
+    finally:
+        two.close()
+    assert len(two.workers.peaks) == 2 and min(two.workers.peaks) > 0
+
+    ids = [one.source.encode(s) for s in sources[:3]]
+    expected = [h for h, _ in one.search.translate(ids)]
+    with Workers(1, out, one.search.options) as workers:
+        with pytest.raises(WorkerError, match="IndexError"):
+            workers.search([[10**6]])  # an id beyond the vocabulary
+        assert workers.search(ids) == expected  # it serves on
+        workers._live[0][0].kill()
+        with pytest.raises(WorkerError, match="died"):
+            workers.search(ids)
+        assert workers.search(ids) == expected  # its replacement
+    with pytest.raises(TranslateError, match="holds no exported model"):
+        LiteTranslator(ckpt, workers=2)

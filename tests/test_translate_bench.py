@@ -84,8 +84,10 @@ def test_smoke_every_engine(tmp_path):
     par = tmp_path / "workers"
     proc = run("--delight", delight, "--transformer", transformer, "--threads", 2,
                "--beams", 1, "--sentences", SENTENCES, "--out", par, "--engines",
-               "delight-engine-workers", "transformer-ct2-int8-workers")  # fmt: skip
+               "delight-engine-workers", "delight-lite-workers",
+               "transformer-ct2-int8-workers")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    workers = (par / "hyps" / "delight-engine-workers_t2_b1.en").read_text()
-    assert workers.splitlines() == hyps["delight-fairseq"]
+    for engine in ("delight-engine-workers", "delight-lite-workers"):
+        workers = (par / "hyps" / f"{engine}_t2_b1.en").read_text()
+        assert workers.splitlines() == hyps["delight-fairseq"]
     assert (par / "hyps" / "transformer-ct2-int8-workers_t2_b1.en").is_file()

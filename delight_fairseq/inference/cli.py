@@ -129,7 +129,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         fp32_reference=args.fp32_reference,
         matmul=args.matmul,
         device=args.device,
-        workers=args.workers,
     )
     return translate(parser, args, make)
 

@@ -1,0 +1,145 @@
+"""Searches in processes of their own, for ``delight-lite --workers N``.
+
+NumPy runs its elementwise operations on one thread, and the decoder's
+products are too small for a second BLAS thread to pay, so a second core helps
+a search little. N processes, each with its own model and ``threads // N`` BLAS
+threads, decode N batches at once instead (:class:`Workers`). They are
+spawned, not forked (a forked child would inherit the BLAS library's threads in
+an unknown state), each loads the exported folder, and each serves one batch at
+a time over a pipe. Threads of the parent wait on the pipes, so the streaming
+(:class:`delight_lite.stream.Streamer`) runs its batches through
+:meth:`Workers.map` as it would through threads.
+
+A batch whose search raises comes back as a ``RuntimeError`` with the
+worker's message, and the streamer retries it sentence by sentence; a worker
+that dies is replaced before the error is raised, so the run goes on.
+"""
+
+import multiprocessing as mp
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed on a batch, or died."""
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM), in MiB; 0 where unknown."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _serve(conn, folder: str, options, threads: int) -> None:
+    """A worker: load the model, then one batch of sources at a time until
+    told to stop (None), when it answers with its peak memory."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        from .model import Model
+        from .search import Search
+
+        limits = threadpool_limits(limits=threads, user_api="blas")  # noqa: F841
+        search = Search(Model(folder), options)
+    except Exception as e:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            sources = conn.recv()
+        except EOFError:  # the parent went away
+            return
+        if sources is None:
+            conn.send(("peak", _peak_rss_mib()))
+            return
+        try:
+            conn.send(("ok", [hyp for hyp, _ in search.translate(sources)]))
+        except Exception as e:
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+class Workers:
+    """``n`` search processes over the exported ``folder``, each with
+    ``threads`` BLAS threads and the search ``options``
+    (:class:`delight_lite.search.Options`)."""
+
+    def __init__(self, n: int, folder, options, threads: int = 1):
+        self._start = (str(Path(folder)), options, threads)
+        self._context = mp.get_context("spawn")
+        self._idle: "queue.Queue" = queue.Queue()
+        self._live: List = []  # (process, connection)
+        self.peaks: List[float] = []  # the workers' peak RSS (MiB), after close()
+        for _ in range(n):
+            self._idle.put(self._spawn())
+        self._threads = ThreadPoolExecutor(max_workers=n)
+
+    def _spawn(self):
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_serve, args=(child, *self._start), daemon=True
+        )
+        process.start()
+        child.close()
+        try:
+            kind, message = parent.recv()
+        except EOFError:
+            kind, message = "error", f"exit code {process.exitcode}"
+        if kind != "ready":
+            process.join()
+            raise WorkerError(f"a delight-lite worker could not start: {message}")
+        self._live.append((process, parent))
+        return parent
+
+    def search(self, sources: List[List[int]]) -> List[List[int]]:
+        """The best hypotheses of one batch, from the next idle worker."""
+        conn = self._idle.get()
+        try:
+            conn.send(sources)
+            kind, value = conn.recv()
+        except (EOFError, OSError) as e:
+            # it died: a new one takes its place, and this batch fails
+            self._live = [(p, c) for p, c in self._live if c is not conn]
+            self._idle.put(self._spawn())
+            raise WorkerError(f"a delight-lite worker died ({e!r})") from None
+        self._idle.put(conn)
+        if kind == "error":
+            raise WorkerError(value)
+        return value
+
+    def map(self, fn: Callable, items: Iterable) -> Iterable:
+        """``fn`` over ``items`` in the parent's threads, results in order
+        (``fn`` calls :meth:`search`)."""
+        return self._threads.map(fn, items)
+
+    def close(self) -> List[float]:
+        """Stop the workers; returns their peak memory (MiB each)."""
+        self._threads.shutdown()
+        peaks = []
+        for process, conn in self._live:
+            try:
+                conn.send(None)
+                kind, value = conn.recv()
+                if kind == "peak":
+                    peaks.append(value)
+            except (EOFError, OSError):
+                pass
+            process.join(timeout=10)
+        self._live = []
+        self.peaks = peaks
+        return peaks
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc) -> Optional[bool]:
+        self.close()
+        return None
