@@ -182,8 +182,8 @@ def ct2_translator(spec):
 def lite_translator(spec):
     """pieces -> pieces through delight_lite (NumPy; no torch in this process).
     The -workers engine decodes in spawned processes of one BLAS thread each
-    (delight_lite.workers), whose peak memory ``translate.worker_peaks()``
-    gives once the translating is done."""
+    (delight_lite.workers): ``translate.finish()`` stops them and gives the sum
+    of their peak memory and of their searches' CPU time (the warm-up's too)."""
     from threadpoolctl import threadpool_limits
 
     from delight_lite.model import read_config
@@ -221,8 +221,13 @@ def lite_translator(spec):
                 out[i] = [tgt.symbols[t] for t in hyp]
         return out
 
+    def finish():
+        if workers is None:
+            return 0.0, 0.0
+        return sum(workers.close()), sum(workers.cpu_seconds)
+
     translate.limits = limits  # held while the translator lives
-    translate.worker_peaks = workers.close if workers else list
+    translate.finish = finish
     return translate
 
 
@@ -242,15 +247,15 @@ def child(spec: dict) -> dict:
     cpu, start = cpu_seconds(), time.perf_counter()
     out = translate(pieces)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    # worker processes (delight-lite-workers): their peak memory and CPU time
+    peaks, worker_cpu = getattr(translate, "finish", lambda: (0.0, 0.0))()
     hyps = [sp.decode(p) for p in out]
     Path(spec["hyps"]).write_text("\n".join(hyps) + "\n", encoding="utf-8")
     return {
         "seconds": seconds,
-        "cpu_seconds": cpu,
+        "cpu_seconds": cpu + worker_cpu,
         "target_tokens": sum(len(p) for p in out),
-        # with worker processes, this process's peak and theirs, summed
-        "peak_rss_mib": peak_rss_mib()
-        + sum(getattr(translate, "worker_peaks", list)()),
+        "peak_rss_mib": peak_rss_mib() + peaks,  # with workers', summed
     }
 
 

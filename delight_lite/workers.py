@@ -17,6 +17,7 @@ that dies is replaced before the error is raised, so the run goes on.
 
 import multiprocessing as mp
 import queue
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional
@@ -40,7 +41,8 @@ def _peak_rss_mib() -> float:
 
 def _serve(conn, folder: str, options, threads: int) -> None:
     """A worker: load the model, then one batch of sources at a time until
-    told to stop (None), when it answers with its peak memory."""
+    told to stop (None), when it answers with its peak memory and the CPU
+    time its searches took."""
     try:
         from threadpoolctl import threadpool_limits
 
@@ -53,18 +55,21 @@ def _serve(conn, folder: str, options, threads: int) -> None:
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
     conn.send(("ready", None))
+    busy = 0.0
     while True:
         try:
             sources = conn.recv()
         except EOFError:  # the parent went away
             return
         if sources is None:
-            conn.send(("peak", _peak_rss_mib()))
+            conn.send(("done", (_peak_rss_mib(), busy)))
             return
+        start = time.process_time()
         try:
             conn.send(("ok", [hyp for hyp, _ in search.translate(sources)]))
         except Exception as e:
             conn.send(("error", f"{type(e).__name__}: {e}"))
+        busy += time.process_time() - start
 
 
 class Workers:
@@ -78,6 +83,7 @@ class Workers:
         self._idle: "queue.Queue" = queue.Queue()
         self._live: List = []  # (process, connection)
         self.peaks: List[float] = []  # the workers' peak RSS (MiB), after close()
+        self.cpu_seconds: List[float] = []  # their searches' CPU time, after close()
         for _ in range(n):
             self._idle.put(self._spawn())
         self._threads = ThreadPoolExecutor(max_workers=n)
@@ -121,21 +127,22 @@ class Workers:
         return self._threads.map(fn, items)
 
     def close(self) -> List[float]:
-        """Stop the workers; returns their peak memory (MiB each)."""
+        """Stop the workers; returns their peak memory (MiB each), and keeps
+        it in :attr:`peaks` and their searches' CPU time in
+        :attr:`cpu_seconds`."""
         self._threads.shutdown()
-        peaks = []
         for process, conn in self._live:
             try:
                 conn.send(None)
                 kind, value = conn.recv()
-                if kind == "peak":
-                    peaks.append(value)
+                if kind == "done":
+                    self.peaks.append(value[0])
+                    self.cpu_seconds.append(value[1])
             except (EOFError, OSError):
                 pass
             process.join(timeout=10)
         self._live = []
-        self.peaks = peaks
-        return peaks
+        return self.peaks
 
     def __enter__(self) -> "Workers":
         return self
