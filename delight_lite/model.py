@@ -21,6 +21,7 @@ against fairseq's.
 """
 
 import json
+import zipfile
 from pathlib import Path
 from typing import List
 
@@ -246,8 +247,13 @@ class Model:
         folder = Path(folder)
         self.folder = folder
         config = read_config(folder)
-        with np.load(folder / WEIGHTS) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        try:
+            with np.load(folder / WEIGHTS) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise ModelError(
+                f"{folder / WEIGHTS} cannot be read ({e}): export the checkpoint again"
+            ) from None
         self._arrays = arrays
         self.source, self.target = config["source"], config["target"]
         self.text = config.get("text") or {}

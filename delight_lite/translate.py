@@ -120,14 +120,13 @@ class LiteTranslator(Streamer):
         )
         from .model import Model, ModelError, read_config
         from .search import Options, Search
+        from .workers import WorkerError, Workers
 
         folder = Path(folder)
         options = Options(beam, lenpen, max_len_a, max_len_b, min_len)
         self._limits = self.workers = self.search = None
         try:
             if workers > 1:
-                from .workers import Workers
-
                 config = read_config(folder)  # the weights stay in the workers
                 each = max(1, (threads or 1) // workers)
                 self.workers = Workers(workers, folder, options, each)
@@ -143,7 +142,7 @@ class LiteTranslator(Streamer):
                     source=model.source, target=model.target, text=model.text,
                     encoder=dict(max_positions=model.encoder.max_positions),
                 )  # fmt: skip
-        except ModelError as e:
+        except (ModelError, WorkerError) as e:
             raise TranslateError(str(e)) from None
         text = config.get("text") or {}
         self.source = Vocabulary(config["source"])

@@ -107,6 +107,8 @@ class Workers:
 
     def search(self, sources: List[List[int]]) -> List[List[int]]:
         """The best hypotheses of one batch, from the next idle worker."""
+        if not self._live:
+            raise WorkerError("the delight-lite workers are closed")
         conn = self._idle.get()
         try:
             conn.send(sources)

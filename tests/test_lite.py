@@ -233,6 +233,13 @@ def test_cli_without_torch(words, tmp_path):
 
     rc, _, err = run_lite(tmp_path, "-q")
     assert rc == 2 and "holds no exported model" in err and "delight-export" in err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_bytes((out / "model.json").read_bytes())
+    (broken / "weights.npz").write_bytes(b"not a zip file")
+    for workers in ("1", "2"):
+        rc, _, err = run_lite(broken, "-q", "--workers", workers)
+        assert rc == 2 and "cannot be read" in err and "export the checkpoint" in err
 
 
 def test_worker_processes(words):
@@ -262,5 +269,7 @@ def test_worker_processes(words):
         with pytest.raises(WorkerError, match="died"):
             workers.search(ids)
         assert workers.search(ids) == expected  # its replacement
+    with pytest.raises(WorkerError, match="closed"):
+        workers.search(ids)
     with pytest.raises(TranslateError, match="holds no exported model"):
         LiteTranslator(ckpt, workers=2)
