@@ -3,6 +3,8 @@ CTranslate2's children import this too)."""
 
 import resource
 
+from delight_lite.progress import peak_rss_mib  # noqa: F401  (the children's measure)
+
 #: The environment of a child whose peak memory should follow the tensors alive at
 #: once: glibc's mmap threshold fixed at 64 KiB, so that every block above it is
 #: mapped on its own and unmapped when freed. By default glibc raises the threshold
@@ -20,20 +22,6 @@ def cpu_seconds() -> float:
     """User and system CPU time of this process, all threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set: VmHWM, not ru_maxrss, which Linux carries
-    over exec from the parent (a parent that imported torch starts every child at
-    its own ~330 MiB)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def cpu_model() -> str:

@@ -1,8 +1,9 @@
 """What a translation run did and how far it is: :class:`Stats` (the counts and
 the summary line), :func:`name_lines` (line numbers in a warning),
-:func:`warn_about_input` (a run's closing warnings) and :class:`Progress` (the
-progress line on a terminal). Used by
-:mod:`delight_fairseq.inference.translate` and :mod:`delight_fairseq.inference.cli`.
+:func:`warn_about_input` (a run's closing warnings), :class:`Progress` (the
+progress line on a terminal) and :func:`peak_rss_mib` (a process's peak
+memory, which delight-lite's workers report). Used by the two translators'
+streaming (:mod:`delight_lite.stream`) and commands.
 """
 
 import logging
@@ -124,3 +125,20 @@ class Progress:
         if self.shown:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set in MiB: VmHWM, not ru_maxrss, which
+    Linux carries over exec from the parent (a parent that imported torch
+    starts every child at its own ~330 MiB); ru_maxrss where there is no
+    /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

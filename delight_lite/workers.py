@@ -22,21 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional
 
+from .progress import peak_rss_mib
+
 
 class WorkerError(RuntimeError):
     """A worker process failed on a batch, or died."""
-
-
-def _peak_rss_mib() -> float:
-    """This process's peak resident set (VmHWM), in MiB; 0 where unknown."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def _serve(conn, folder: str, options, threads: int) -> None:
@@ -62,7 +52,7 @@ def _serve(conn, folder: str, options, threads: int) -> None:
         except EOFError:  # the parent went away
             return
         if sources is None:
-            conn.send(("done", (_peak_rss_mib(), busy)))
+            conn.send(("done", (peak_rss_mib(), busy)))
             return
         start = time.process_time()
         try:
