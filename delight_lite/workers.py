@@ -72,6 +72,7 @@ class Workers:
         self._context = mp.get_context("spawn")
         self._idle: "queue.Queue" = queue.Queue()
         self._live: List = []  # (process, connection)
+        self._closed = False
         self.peaks: List[float] = []  # the workers' peak RSS (MiB), after close()
         self.cpu_seconds: List[float] = []  # their searches' CPU time, after close()
         for _ in range(n):
@@ -98,7 +99,11 @@ class Workers:
     def search(self, sources: List[List[int]]) -> List[List[int]]:
         """The best hypotheses of one batch, from the next idle worker."""
         if not self._live:
-            raise WorkerError("the delight-lite workers are closed")
+            raise WorkerError(
+                "the delight-lite workers are closed"
+                if self._closed
+                else "no delight-lite worker is left (none could be restarted)"
+            )
         conn = self._idle.get()
         try:
             conn.send(sources)
@@ -123,6 +128,7 @@ class Workers:
         it in :attr:`peaks` and their searches' CPU time in
         :attr:`cpu_seconds`."""
         self._threads.shutdown()
+        self._closed = True
         for process, conn in self._live:
             try:
                 conn.send(None)
