@@ -123,26 +123,9 @@ class LiteTranslator(Streamer):
         from .workers import WorkerError, Workers
 
         folder = Path(folder)
-        options = Options(beam, lenpen, max_len_a, max_len_b, min_len)
-        self._limits = self.workers = self.search = None
         try:
-            if workers > 1:
-                config = read_config(folder)  # the weights stay in the workers
-                each = max(1, (threads or 1) // workers)
-                self.workers = Workers(workers, folder, options, each)
-            else:
-                if threads is not None:
-                    from threadpoolctl import threadpool_limits
-
-                    # held for the translator's life: the products' BLAS threads
-                    self._limits = threadpool_limits(limits=threads, user_api="blas")
-                model = Model(folder)
-                self.search = Search(model, options)
-                config = dict(
-                    source=model.source, target=model.target, text=model.text,
-                    encoder=dict(max_positions=model.encoder.max_positions),
-                )  # fmt: skip
-        except (ModelError, WorkerError) as e:
+            config = read_config(folder)
+        except ModelError as e:
             raise TranslateError(str(e)) from None
         text = config.get("text") or {}
         self.source = Vocabulary(config["source"])
@@ -157,6 +140,21 @@ class LiteTranslator(Streamer):
                 prep_settings=text.get("prep"),
             )
         except TextSetupError as e:
+            raise TranslateError(str(e)) from None
+        options = Options(beam, lenpen, max_len_a, max_len_b, min_len)
+        self._limits = self.workers = self.search = None
+        try:
+            if workers > 1:  # the weights stay in the workers
+                each = max(1, (threads or 1) // workers)
+                self.workers = Workers(workers, folder, options, each)
+            else:
+                if threads is not None:
+                    from threadpoolctl import threadpool_limits
+
+                    # held for the translator's life: the products' BLAS threads
+                    self._limits = threadpool_limits(limits=threads, user_api="blas")
+                self.search = Search(Model(folder), options)
+        except (ModelError, WorkerError) as e:
             raise TranslateError(str(e)) from None
         self.max_source_positions = config["encoder"]["max_positions"]
         self.source_unk = self.source.unk
