@@ -43,7 +43,8 @@ overrides, recorded with the versions; ``delight-lite-workers``' peak RSS is the
 sum of its processes'). Writes
 OUT/results.json, OUT/table.md, OUT/translate.png (BLEU against sentences/s),
 OUT/hyps/ (each configuration's translations) and prints the table. Run it alone:
-the figures are wall-clock figures.
+the figures are wall-clock figures. Each configuration runs in a child process,
+``translate_engines.py``, which holds the runners and BATCH, WARMUP and MAX_LEN.
 """
 
 import argparse
@@ -52,17 +53,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from procstat import cpu_model, cpu_seconds, peak_rss_mib  # benchmarks/procstat.py
+from procstat import cpu_model  # benchmarks/procstat.py
+from translate_engines import BATCH  # benchmarks/translate_engines.py: the children
 from translate_report import plot, table  # benchmarks/translate_report.py
 
-BATCH = 64  # sentences per batch (the issue's setting)
-WARMUP = 8  # sentences translated once, untimed, before the clock starts
-MAX_LEN = 200  # fairseq-generate's max_len_b (max_len_a 0): output tokens, eos excluded
 CT2_DIR = "ct2_transformer"
 LITE_DIR = "lite_delight"
+ENGINE_SCRIPT = Path(__file__).resolve().parent / "translate_engines.py"
 SOURCE = "test_2016_flickr.de"  # the references: multi30k.REFERENCES["test"]
 # engine -> (model flag, runner, option, threads on batches instead of on ops)
 ENGINES = {
@@ -82,184 +81,6 @@ ENGINES = {
 }
 
 
-# ----------------------------------------------------------------- the child
-def torch_translator(spec):
-    """pieces -> pieces through fairseq's generator or the engine (in this process)."""
-    import torch
-
-    workers = spec["threads"] if spec["workers"] else 1
-    torch.set_num_threads(spec["threads"] // workers)
-    from fairseq import checkpoint_utils
-    from fairseq.data import data_utils
-
-    import delight_fairseq  # noqa: F401  (the plugin, before the checkpoint loads)
-
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [spec["checkpoint"]], arg_overrides={"data": spec["data"]}
-    )
-    model = models[0].eval()
-    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
-    beam, lenpen = spec["beam"], spec["lenpen"]
-    if spec["runner"] == "fairseq":
-        from fairseq.dataclass.configs import GenerationConfig
-
-        generator = task.build_generator(
-            [model], GenerationConfig(beam=beam, lenpen=lenpen, max_len_b=MAX_LEN)
-        )
-
-        def search(tokens, lengths):
-            sample = {
-                "id": torch.arange(len(tokens)),
-                "net_input": {"src_tokens": tokens, "src_lengths": lengths},
-            }
-            hypos = task.inference_step(generator, [model], sample)
-            eos = tgt_dict.eos()
-            return [[t for t in h[0]["tokens"].tolist() if t != eos] for h in hypos]
-
-        pool = None
-    else:
-        from delight_fairseq.inference.engine import Engine
-        from delight_fairseq.inference.pool import EnginePool
-
-        pool = EnginePool([
-            Engine(model, tgt_dict, beam=beam, lenpen=lenpen, max_len_b=MAX_LEN,
-                   int8=spec["option"] == "int8",
-                   matmul="torch" if spec["option"] == "torch" else "auto")
-            for _ in range(workers)
-        ])  # fmt: skip
-        search = pool.translate
-
-    def translate(pieces):
-        ids = [
-            src_dict.encode_line(" ".join(p), add_if_not_exist=False).long()
-            for p in pieces
-        ]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out, pad, eos = [None] * len(ids), src_dict.pad(), src_dict.eos()
-        batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
-
-        @torch.no_grad()
-        def decode(batch):
-            batch_ids = [ids[i] for i in batch]
-            tokens = data_utils.collate_tokens(batch_ids, pad, eos, left_pad=True)
-            return search(tokens, torch.tensor([len(x) for x in batch_ids]))
-
-        results = pool.map(decode, batches) if pool else map(decode, batches)
-        for batch, hyps in zip(batches, results):
-            for i, hyp in zip(batch, hyps):
-                out[i] = [tgt_dict[t] for t in hyp]
-        return out
-
-    return translate
-
-
-def ct2_translator(spec):
-    """pieces -> pieces through ctranslate2.Translator (no torch in this process)."""
-    import ctranslate2
-
-    translator = ctranslate2.Translator(
-        spec["ct2_model"],
-        device="cpu",
-        compute_type=spec["option"],
-        inter_threads=spec["threads"] if spec["workers"] else 1,
-        intra_threads=1 if spec["workers"] else spec["threads"],
-    )
-
-    def translate(pieces):
-        results = translator.translate_batch(
-            pieces,
-            max_batch_size=BATCH,
-            batch_type="examples",
-            beam_size=spec["beam"],
-            length_penalty=spec["lenpen"],
-            max_decoding_length=MAX_LEN,
-        )
-        return [r.hypotheses[0] for r in results]
-
-    return translate
-
-
-def lite_translator(spec):
-    """pieces -> pieces through delight_lite (NumPy; no torch in this process).
-    The -workers engine decodes in spawned processes of one BLAS thread each
-    (delight_lite.workers): ``translate.finish()`` stops them and gives the sum
-    of their peak memory and of their searches' CPU time (the warm-up's too)."""
-    from threadpoolctl import threadpool_limits
-
-    from delight_lite.model import read_config
-    from delight_lite.search import Options, Search
-    from delight_lite.translate import Vocabulary
-    from delight_lite.workers import Workers
-
-    folder = Path(spec["lite_model"])
-    options = Options(beam=spec["beam"], lenpen=spec["lenpen"], max_len_b=MAX_LEN)
-    config = read_config(folder)
-    src, tgt = Vocabulary(config["source"]), Vocabulary(config["target"])
-    workers = limits = None
-    if spec["workers"]:
-        workers = Workers(spec["threads"], folder, options, threads=1)
-        search, batches_at_once = workers.search, workers.map
-    else:
-        from delight_lite.model import Model
-
-        limits = threadpool_limits(limits=spec["threads"], user_api="blas")
-        local = Search(Model(folder), options)
-
-        def search(sources):
-            return [hyp for hyp, _ in local.translate(sources)]
-
-        batches_at_once = map
-
-    def translate(pieces):
-        ids = [src.encode(" ".join(p)) for p in pieces]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = [None] * len(ids)
-        batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
-        found = batches_at_once(lambda b: search([ids[i] for i in b]), batches)
-        for batch, hyps in zip(batches, found):
-            for i, hyp in zip(batch, hyps):
-                out[i] = [tgt.symbols[t] for t in hyp]
-        return out
-
-    def finish():
-        if workers is None:
-            return 0.0, 0.0
-        return sum(workers.close()), sum(workers.cpu_seconds)
-
-    translate.limits = limits  # held while the translator lives
-    translate.finish = finish
-    return translate
-
-
-RUNNERS = {"ct2": ct2_translator, "lite": lite_translator}
-
-
-def child(spec: dict) -> dict:
-    """One configuration: translate, write the hypotheses, report time and memory."""
-    import sentencepiece
-
-    sp = sentencepiece.SentencePieceProcessor(model_file=spec["spm"])
-    lines = Path(spec["source"]).read_text(encoding="utf-8").splitlines()
-    pieces = [sp.encode(line, out_type=str) for line in lines[: spec["sentences"]]]
-    make = RUNNERS.get(spec["runner"], torch_translator)
-    translate = make(spec)
-    translate(pieces[:WARMUP])
-    cpu, start = cpu_seconds(), time.perf_counter()
-    out = translate(pieces)
-    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    # worker processes (delight-lite-workers): their peak memory and CPU time
-    peaks, worker_cpu = getattr(translate, "finish", lambda: (0.0, 0.0))()
-    hyps = [sp.decode(p) for p in out]
-    Path(spec["hyps"]).write_text("\n".join(hyps) + "\n", encoding="utf-8")
-    return {
-        "seconds": seconds,
-        "cpu_seconds": cpu + worker_cpu,
-        "target_tokens": sum(len(p) for p in out),
-        "peak_rss_mib": peak_rss_mib() + peaks,  # with workers', summed
-    }
-
-
-# ---------------------------------------------------------------- the parent
 def convert(transformer: Path, data: Path, dest: Path) -> Path:
     """The transformer in CTranslate2's format (float32 weights; int8 at load time)."""
     tool = str(Path(sys.executable).parent / "ct2-fairseq-converter")
@@ -297,7 +118,7 @@ def run_tool(cmd, dest: Path, log_name: str) -> Path:
 def run_child(spec: dict) -> dict:
     n = "1" if spec["workers"] else str(spec["threads"])  # intra-op threads
     env = dict(os.environ, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n)
-    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
+    cmd = [sys.executable, str(ENGINE_SCRIPT), json.dumps(spec)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(
@@ -375,11 +196,7 @@ def main(argv=None):
     )
     parser.add_argument("--data", type=Path, help="the Multi30k data-bin")
     parser.add_argument("--out", type=Path, help="default benchmarks/out/translate")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import multi30k
