@@ -23,7 +23,7 @@ against fairseq's.
 import json
 import zipfile
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -243,10 +243,11 @@ class Model:
     """An exported model: :attr:`encoder`, :attr:`decoder`, the dictionaries'
     symbols (:attr:`source`, :attr:`target`) and the text settings."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, config: Optional[dict] = None):
+        """``config``: :func:`read_config`'s, where the caller has it."""
         folder = Path(folder)
         self.folder = folder
-        config = read_config(folder)
+        config = read_config(folder) if config is None else config
         try:
             with np.load(folder / WEIGHTS) as npz:
                 arrays = {name: npz[name] for name in npz.files}

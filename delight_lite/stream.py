@@ -41,13 +41,14 @@ def check_options(
     chunk_lines: int,
     workers: int,
     threads: Optional[int],
-    int8: bool,
-    fp32_reference: bool,
     max_len_a: float,
     max_len_b: int,
     min_len: int,
+    int8: bool = False,
+    fp32_reference: bool = False,
 ) -> None:
-    """Refuse a Translator's options that cannot work, before anything loads."""
+    """Refuse a translator's options that cannot work, before anything loads
+    (``int8`` and ``fp32_reference``: delight-translate's alone)."""
     for name, value, low in (
         ("beam", beam, 1),
         ("batch_tokens", batch_tokens, 1),

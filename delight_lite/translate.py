@@ -112,8 +112,6 @@ class LiteTranslator(Streamer):
             chunk_lines=chunk_lines,
             workers=workers,
             threads=threads,
-            int8=False,
-            fp32_reference=False,
             max_len_a=max_len_a,
             max_len_b=max_len_b,
             min_len=min_len,
@@ -153,7 +151,7 @@ class LiteTranslator(Streamer):
 
                     # held for the translator's life: the products' BLAS threads
                     self._limits = threadpool_limits(limits=threads, user_api="blas")
-                self.search = Search(Model(folder), options)
+                self.search = Search(Model(folder, config), options)
         except (ModelError, WorkerError) as e:
             raise TranslateError(str(e)) from None
         self.max_source_positions = config["encoder"]["max_positions"]
