@@ -3,6 +3,7 @@ sentences, one thread, batches of 64 sorted by length (as benchmarks/translate.p
 
     python benchmarks/profile_engine.py --delight CKPT [--int8] [--beam 5] [--sentences 300]
     python benchmarks/profile_engine.py --delight CKPT --compare [--rounds 3] [--sentences 1000]
+        [--variants NAME ...]
     python benchmarks/profile_engine.py --delight CKPT --matmul
     python benchmarks/profile_engine.py --delight CKPT --compiled [--cpp-wrapper] [--beam 1]
 
@@ -18,6 +19,10 @@ how many of its hypotheses equal the engine's:
 * ``torch matmul`` and ``oneDNN matmul``: the float32 products through
   ``F.linear`` (the model's own arithmetic) or through oneDNN (the engine's
   ``matmul`` option; ``engine`` is its default, ``"auto"``);
+* ``Python blocks``, ``torch matmul, Python blocks`` and ``int8, Python blocks``:
+  the decoder's blocks through the Python loop of ``DecoderStep.__call__``
+  instead of the C++ one (csrc/decoder_step.cpp; the same operations), on the
+  default products, on torch's, and in int8;
 * ``torch candidates``: the beam candidates from nan_to_num, add and torch.topk
   instead of the fused kernel (csrc/beam_topk.cpp);
 * ``general loop`` and ``int8 general loop``: at beam 1, the general beam-search
@@ -67,6 +72,14 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=15)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--compare", action="store_true", help="the engine's variants")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        metavar="NAME",
+        help="--compare: these variants only (default: all; 'engine' always)",
+    )
     mode.add_argument("--matmul", action="store_true", help="the output projection")
     mode.add_argument(
         "--compiled", action="store_true", help="the step through torch.compile"
@@ -134,12 +147,15 @@ def sorted_batches(task, sentences: int):
 
 VARIANTS = (
     "engine",
+    "Python blocks",
     "torch matmul",
+    "torch matmul, Python blocks",
     "oneDNN matmul",
     "torch candidates",
     "general loop",
     "fresh log-probs",
     "int8",
+    "int8, Python blocks",
     "int8 general loop",
     "int8 oneDNN",
     "int8 oneDNN output",
@@ -154,8 +170,11 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
 
     if variant == "bfloat16":
         model = copy.deepcopy(model).bfloat16()
-    matmul = {"torch matmul": "torch", "oneDNN matmul": "onednn"}.get(variant, "auto")
+    matmul = "torch" if variant.startswith("torch matmul") else "auto"
+    matmul = "onednn" if variant == "oneDNN matmul" else matmul
     engine = Engine(model, tgt_dict, args.beam, args.lenpen, matmul=matmul)
+    if variant.endswith("Python blocks"):
+        engine.step.use_native = False
     if variant == "torch candidates":
         step = engine.step
         fused_candidates = engine.candidates
@@ -223,7 +242,8 @@ def in_turn(engines: dict, batches, n: int, rounds: int, reference: str) -> None
 
 
 def compare(model, tgt_dict, args, batches, n):
-    engines = {v: build_engine(model, tgt_dict, args, v) for v in VARIANTS}
+    names = ["engine"] + [v for v in args.variants if v != "engine"]
+    engines = {v: build_engine(model, tgt_dict, args, v) for v in names}
     for e in engines.values():
         e.translate(*batches[0])  # warm-up
     print(f"{n} sentences, beam {args.beam}, one thread, {args.rounds} rounds")

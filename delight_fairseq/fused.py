@@ -31,7 +31,13 @@ logger = logging.getLogger(__name__)
 _CSRC = Path(__file__).with_name("csrc")
 _SOURCES = [
     _CSRC / n
-    for n in ("glt_tail.cpp", "dropout.cpp", "cross_entropy.cpp", "beam_topk.cpp")
+    for n in (
+        "glt_tail.cpp",
+        "dropout.cpp",
+        "cross_entropy.cpp",
+        "beam_topk.cpp",
+        "decoder_step.cpp",
+    )
 ]
 _lock = threading.Lock()
 _module = None

@@ -236,6 +236,14 @@ std::vector<torch::Tensor> backward(torch::Tensor grad, torch::Tensor y,
 
 }  // namespace
 
+// the forward pass's output alone (decoder_step.cpp)
+torch::Tensor glt_tail_out(torch::Tensor y, torch::Tensor bias, torch::Tensor w,
+                           torch::Tensor beta, bool shuffle) {
+  return forward(y, bias, w, beta, shuffle)[0];
+}
+
+// decoder_step.cpp
+void register_decoder_step(pybind11::module& m);
 // dropout.cpp
 torch::Tensor counter_dropout(torch::Tensor x, double p, int64_t seed);
 // cross_entropy.cpp
@@ -262,4 +270,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("beam_candidates", &beam_candidates,
              "per sentence, the k best of lprobs + cum over its beams (NaN as -inf), "
              "and whether a tie leaves their order to torch.topk");
+  register_decoder_step(module);
 }

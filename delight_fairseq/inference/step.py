@@ -23,6 +23,12 @@ product and its softmax in float32, the light FFN, residuals and LayerNorms afte
 (post-norm) or before (pre-norm) each part; then the final LayerNorm of a
 pre-norm stack, the projection to the table's width and the tied or untied
 output layer. Dropout is off, as in eval mode.
+
+Where the fused extension is built, the blocks run in C++ (:mod:`.native`,
+csrc/decoder_step.cpp): the same operations as the loop of
+:meth:`DecoderStep.__call__`, in the same order, without the interpreter
+between them and without holding its lock (engines in threads, pool.py, run
+their blocks side by side).
 """
 
 from functools import partial
@@ -32,7 +38,7 @@ import torch
 from torch import Tensor
 
 from ..attention import merge_heads, split_heads
-from . import matmul
+from . import matmul, native
 from .functional import DecoderWeights, attend, attend_heads, glt_kernel
 
 #: Above this many elements (V x d_m) the decoder's token embeddings are
@@ -123,6 +129,11 @@ class EncoderState:
 class DecoderStep:
     """The decoder of a DeLighT model, one token per hypothesis and step."""
 
+    #: run the blocks in C++ where native.blocks applies (False: the Python
+    #: loop of __call__, which the C++ one follows operation by operation)
+    use_native = True
+    _native = None  # this batch's C++ blocks, or None
+
     def __init__(self, model):
         decoder = model.decoder
         self.decoder = decoder
@@ -166,6 +177,9 @@ class DecoderStep:
                 matmul.onednn_linear, layout=layout, bias=None
             )
         self.kernel = glt_kernel(like)
+        self._native = None
+        if self.use_native:
+            self._native = native.blocks(self.weights, self.head_dim, self.kernel)
         self.reserve_logits(rows, vocab_size, like)
         table = self._token_table
         d_m = self.embedding_dim
@@ -241,6 +255,10 @@ class DecoderStep:
         weights = self.weights
         # select(), not [step]: torch.compile would specialize on each step
         x = self.embed(tokens) + self._positions.select(0, step)
+        if self._native is not None:
+            masks = [enc.mask(block.heads) for block in weights.blocks]
+            x = self._native.forward(x, step, cache.live, enc.keys, enc.values, masks)
+            return self.finish(x)
         kv_all = cache.live[:rows]
         for i, block in enumerate(weights.blocks):
             # DExTra, then causal single-head self-attention over the cache
@@ -270,7 +288,12 @@ class DecoderStep:
             # the light FFN
             norm = block.ffn_norm
             x = norm.post(block.ffn(norm.pre(x)), x)
+        return self.finish(x)
 
+    def finish(self, x: Tensor) -> Tensor:
+        """After the blocks: the final LayerNorm (pre-norm), the projection to
+        the table's width, and the log-probabilities."""
+        weights = self.weights
         if weights.final_norm is not None:
             x = weights.final_norm(x)
         if weights.project_out is not None:
