@@ -3,7 +3,7 @@ sentences, one thread, batches of 64 sorted by length (as benchmarks/translate.p
 
     python benchmarks/profile_engine.py --delight CKPT [--int8] [--beam 5] [--sentences 300]
     python benchmarks/profile_engine.py --delight CKPT --compare [--rounds 3] [--sentences 1000]
-        [--variants NAME ...]
+        [--variants NAME ...] [--workers 2]
     python benchmarks/profile_engine.py --delight CKPT --matmul
     python benchmarks/profile_engine.py --delight CKPT --compiled [--cpp-wrapper] [--beam 1]
 
@@ -14,7 +14,8 @@ explains (the rest is Python and dispatch between them).
 ``--compare`` decodes the sentences with the engine and with variants of it, each
 built once and then run in turn ``--rounds`` times in this one process (so that the
 machine's drift falls on all alike), and prints each one's median sentences/s and
-how many of its hypotheses equal the engine's:
+how many of its hypotheses equal the engine's (with ``--workers N``, each variant
+as N engines of one thread taking the batches side by side):
 
 * ``torch matmul`` and ``oneDNN matmul``: the float32 products through
   ``F.linear`` (the model's own arithmetic) or through oneDNN (the engine's
@@ -61,6 +62,8 @@ import multi30k
 import torch
 import torch.nn.functional as F
 
+from delight_fairseq.inference.pool import EnginePool
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,6 +91,13 @@ def main(argv=None):
         "--cpp-wrapper", action="store_true", help="--compiled: Inductor's C++ wrapper"
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="--compare: each variant as this many engines of one thread, on "
+        "batches side by side (delight_fairseq.inference.pool)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from fairseq import checkpoint_utils
@@ -173,8 +183,6 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
     matmul = "torch" if variant.startswith("torch matmul") else "auto"
     matmul = "onednn" if variant == "oneDNN matmul" else matmul
     engine = Engine(model, tgt_dict, args.beam, args.lenpen, matmul=matmul)
-    if variant.endswith("Python blocks"):
-        engine.step.use_native = False
     if variant == "torch candidates":
         step = engine.step
         fused_candidates = engine.candidates
@@ -205,6 +213,8 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
                 output.packed = qlayers.prepack(q, scale, bias)
         finally:
             torch.backends.quantized.engine = default
+    if variant.endswith("Python blocks"):  # after quantize_engine's new step
+        engine.step.use_native = False
     if variant.endswith("general loop"):
         from delight_fairseq.inference import search
 
@@ -230,7 +240,7 @@ def in_turn(engines: dict, batches, n: int, rounds: int, reference: str) -> None
     for _ in range(rounds):
         for name, engine in engines.items():
             start = time.perf_counter()
-            hyps[name] = [h for b in batches for h in engine.translate(*b)]
+            hyps[name] = decode(engine, batches)
             times[name].append(time.perf_counter() - start)
     width = max(map(len, engines))
     for name in engines:
@@ -241,12 +251,27 @@ def in_turn(engines: dict, batches, n: int, rounds: int, reference: str) -> None
         )
 
 
+def decode(engine, batches) -> list:
+    """The hypotheses of every batch, in order: one engine's, or a pool's
+    (``--workers``: the pool's engines take the batches side by side)."""
+    if isinstance(engine, EnginePool):
+        results = engine.map(lambda b: engine.translate(*b), batches)
+        return [h for hyps in results for h in hyps]
+    return [h for b in batches for h in engine.translate(*b)]
+
+
 def compare(model, tgt_dict, args, batches, n):
     names = ["engine"] + [v for v in args.variants if v != "engine"]
-    engines = {v: build_engine(model, tgt_dict, args, v) for v in names}
-    for e in engines.values():
-        e.translate(*batches[0])  # warm-up
-    print(f"{n} sentences, beam {args.beam}, one thread, {args.rounds} rounds")
+    engines = {}
+    for name in names:
+        built = [build_engine(model, tgt_dict, args, name) for _ in range(args.workers)]
+        for e in built:
+            e.translate(*batches[0])  # warm-up
+        engines[name] = built[0] if args.workers == 1 else EnginePool(built)
+    threads = (
+        "one thread" if args.workers == 1 else f"{args.workers} engines of one thread"
+    )
+    print(f"{n} sentences, beam {args.beam}, {threads}, {args.rounds} rounds")
     in_turn(engines, batches, n, args.rounds, "engine")
 
 

@@ -41,8 +41,28 @@ def test_compare_runs_every_variant_and_float32_keeps_the_hypotheses():
     out = run("--compare", "--sentences", "20", "--rounds", "1")
     rows = dict(re.findall(r"^\s*(.+?):\s+[\d.]+ sentences/s\s+(\d+)/20", out, re.M))
     assert set(rows) == set(load_benchmark("profile_engine").VARIANTS)
-    for variant in ("engine", "torch candidates", "general loop", "fresh log-probs"):
+    same = (
+        "engine",
+        "Python blocks",
+        "torch candidates",
+        "general loop",
+        "fresh log-probs",
+    )
+    for variant in same:
         assert rows[variant] == "20"
+    assert rows["int8, Python blocks"] == rows["int8"]  # the same floats
+
+
+def test_compare_with_workers_and_chosen_variants():
+    """--workers 2: each variant as two engines on batches side by side;
+    --variants: those only, with the engine."""
+    out = run(
+        "--compare", "--sentences", "20", "--rounds", "1", "--workers", "2",
+        "--variants", "Python blocks",
+    )  # fmt: skip
+    assert "2 engines of one thread" in out
+    rows = dict(re.findall(r"^\s*(.+?):\s+[\d.]+ sentences/s\s+(\d+)/20", out, re.M))
+    assert rows == {"engine": "20", "Python blocks": "20"}
 
 
 def test_matmul_times_every_kernel():
