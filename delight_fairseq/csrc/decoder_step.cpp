@@ -1,8 +1,9 @@
 // The decoding engine's decoder blocks for one step, in C++ (CPU).
 //
 // inference/step.py's DecoderStep runs a step's blocks as about 30 small
-// ATen operations per block, and at decoding's row counts the Python between
-// them is a large share of the step. DecoderBlocks runs the same operations,
+// ATen operations per block; at decoding's row counts the Python between them
+// is 5-28 % of the time, and it holds the interpreter lock, so engines in
+// threads (pool.py) wait on each other. DecoderBlocks runs the same operations,
 // in the same order and on the same kernels (ATen's; oneDNN's inner product
 // over the weights matmul.py packed; the int8 products of qlayers.py; this
 // extension's GLT tail), so the floats are those of the Python loop; only the
@@ -241,6 +242,9 @@ struct DecoderBlocks {
                  const std::vector<Tensor>& enc_keys,
                  const std::vector<Tensor>& enc_values,
                  const std::vector<std::optional<Tensor>>& masks) const {
+    TORCH_CHECK(enc_keys.size() == blocks.size() && enc_values.size() == blocks.size() &&
+                    masks.size() == blocks.size(),
+                "decoder blocks: one encoder key, value and mask entry per block");
     const int64_t rows = x.size(0);
     const int64_t n_sent = enc_keys.at(0).size(0);
     const int64_t dh = head_dim;
