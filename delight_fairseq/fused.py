@@ -37,6 +37,8 @@ _SOURCES = [
         "cross_entropy.cpp",
         "beam_topk.cpp",
         "decoder_step.cpp",
+        "attend_one.cpp",
+        "encoder_blocks.cpp",
     )
 ]
 _lock = threading.Lock()

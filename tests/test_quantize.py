@@ -23,6 +23,7 @@ import pytest
 import torch
 from test_engine import left_padded, random_model, synthetic_pairs, train_tiny
 
+from delight_fairseq import fused
 from delight_fairseq.inference import Engine, qlayers
 from delight_fairseq.inference import functional as fn
 from delight_fairseq.inference.quantize import (
@@ -237,16 +238,24 @@ def test_size_accounting(variant, tmp_path):
     assert on_disk < 0.5 * _state_dict_bytes(copy.deepcopy(model).float())
 
 
-def test_functional_encoder_is_the_module():
+def test_functional_encoder_is_the_module(monkeypatch):
     """The encoder the quantized engine runs, over float weights, is the
-    model's encoder."""
+    model's encoder: in float64 on ATen's operations (without the fused
+    kernels), and in C++ with the fused attention, whose float32 softmax
+    (as the module's) sums in another order than ATen's."""
     for variant in ("post_norm_untied", "pre_norm_untied", "heads"):
         model, _, src, lengths = random_model(variant)
         with torch.no_grad():
             ref = model.encoder(src, src_lengths=lengths)
-            out, padding = fn.Encoder(model.encoder)(src, lengths)
+            with monkeypatch.context() as patch:
+                patch.setenv("DELIGHT_FUSED_GLT", "0")
+                out, padding = fn.Encoder(model.encoder)(src, lengths)
+            native, _ = fn.Encoder(model.encoder)(src, lengths)
         torch.testing.assert_close(out, ref["encoder_out"][0], rtol=1e-10, atol=1e-10)
         assert torch.equal(padding, ref["encoder_padding_mask"][0])
+        if fused.load() is not None:
+            assert not torch.equal(native, out)  # it ran the fused kernels
+            torch.testing.assert_close(native, out, rtol=1e-5, atol=1e-6)
 
 
 def test_errors_and_idempotence(tmp_path):

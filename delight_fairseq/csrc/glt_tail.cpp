@@ -244,6 +244,12 @@ torch::Tensor glt_tail_out(torch::Tensor y, torch::Tensor bias, torch::Tensor w,
 
 // decoder_step.cpp
 void register_decoder_step(pybind11::module& m);
+// encoder_blocks.cpp
+void register_encoder_blocks(pybind11::module& m);
+torch::Tensor attend_one(const torch::Tensor& q, const torch::Tensor& keys,
+                         const torch::Tensor& values,
+                         const std::optional<torch::Tensor>& padding,
+                         const std::optional<torch::Tensor>& index);
 // dropout.cpp
 torch::Tensor counter_dropout(torch::Tensor x, double p, int64_t seed);
 // cross_entropy.cpp
@@ -268,7 +274,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("cross_entropy_backward", &cross_entropy_backward,
              "the label-smoothed loss's gradient in one pass, over the logits if in_place");
   module.def("beam_candidates", &beam_candidates,
+             pybind11::call_guard<pybind11::gil_scoped_release>(),
              "per sentence, the k best of lprobs + cum over its beams (NaN as -inf), "
              "and whether a tie leaves their order to torch.topk");
+  module.def("attend_one", &attend_one,
+             pybind11::call_guard<pybind11::gil_scoped_release>(),
+             "attention over keys and values read through their strides: "
+             "G x Q x heads x D queries, G x heads x S x D -> G x Q x heads D",
+             pybind11::arg("q"), pybind11::arg("keys"), pybind11::arg("values"),
+             pybind11::arg("padding"), pybind11::arg("index"));
   register_decoder_step(module);
+  register_encoder_blocks(module);
 }

@@ -149,11 +149,15 @@ class Engine:
 
     def encode(self, src_tokens: Tensor, src_lengths: Tensor) -> Tuple[Tensor, Tensor]:
         """The model's encoder: the S x B x d_m output and the B x S padding
-        mask (a quantized engine replaces this). With oneDNN, the encoder's
-        functional counterpart over the same weights."""
-        if self.onednn:
+        mask (a quantized engine replaces this). Its functional counterpart
+        over the same weights, read again for each batch, where the fused
+        kernels apply (it runs in C++: fn.Encoder.native) or on oneDNN; else
+        the model's module."""
+        table = self.model.encoder.embed_tokens.table.weight
+        if self.onednn or fn.glt_kernel(table) is not None:
             encoder = fn.Encoder(self.model.encoder)
-            use_onednn(encoder)
+            if self.onednn:
+                use_onednn(encoder)
             return encoder(src_tokens)
         out = self.model.encoder(src_tokens, src_lengths=src_lengths)
         return out["encoder_out"][0], out["encoder_padding_mask"][0]

@@ -16,6 +16,7 @@ projections are callables (:class:`Linear`), so that
 oneDNN ones.
 """
 
+from functools import partial
 from typing import Optional, Tuple
 
 import torch
@@ -284,8 +285,12 @@ class Embedding:
     def lookup(self, tokens: Tensor) -> Tensor:
         return F.embedding(tokens, self.table)
 
+    def scaled(self, tokens: Tensor) -> Tensor:
+        """The look-up, scaled: B x T tokens -> B x T x d."""
+        return self.lookup(tokens) * self.scale
+
     def __call__(self, tokens: Tensor) -> Tensor:
-        x = self.lookup(tokens) * self.scale
+        x = self.scaled(tokens)
         x = self.dextra(x.reshape(-1, x.size(-1)), glt_kernel(x))
         return x.view(*tokens.shape, -1)
 
@@ -307,13 +312,21 @@ class EncoderBlock:
         self.fc2 = Linear(layer.ffn.fc2)
 
     def __call__(self, x: Tensor, padding: Optional[Tensor], kernel) -> Tensor:
-        """x: S x B x d_m; padding: B x 1 x S, True at padding (None: none)."""
+        """x: S x B x d_m; padding: B x S, True at padding (None: none)."""
         length, bsz, d_m = x.shape
         residual = x
         h = self.dextra(self.self_attn_norm.pre(x).reshape(-1, d_m), kernel)
         q, k, v = self.qkv(h.view(length, bsz, -1)).chunk(3, dim=-1)
-        q = (q * self.scaling).transpose(0, 1)
-        h = attend(q, k.transpose(0, 1), v.transpose(0, 1), self.heads, padding)
+        q = q * self.scaling
+        if kernel is not None:  # csrc/attend_one.cpp, a sentence's tokens a group
+            by_head = partial(torch.Tensor.unflatten, dim=2, sizes=(self.heads, -1))
+            q = by_head(q).transpose(0, 1)  # B x S x heads x D
+            k, v = (by_head(t).permute(1, 2, 0, 3) for t in (k, v))
+            h = kernel.attend_one(q, k, v, padding, None)
+        else:
+            mask = None if padding is None else padding.unsqueeze(1)
+            qs, ks, vs = (t.transpose(0, 1) for t in (q, k, v))
+            h = attend(qs, ks, vs, self.heads, mask)
         x = self.self_attn_norm.post(self.self_out(h.transpose(0, 1)), residual)
 
         norm = self.ffn_norm
@@ -323,6 +336,9 @@ class EncoderBlock:
 
 class Encoder:
     """The DeLighT encoder (encoder.DeLighTEncoder.forward in eval mode)."""
+
+    #: run in C++ where the fused extension applies (False: the Python loop)
+    use_native = True
 
     def __init__(self, encoder):
         self.embed = Embedding(encoder.embed_tokens)
@@ -336,14 +352,32 @@ class Encoder:
     def __call__(self, src_tokens: Tensor, src_lengths=None) -> Tuple[Tensor, Tensor]:
         """src_tokens: B x S -> (S x B x d_m, the B x S padding mask)."""
         padding = src_tokens.eq(self.padding_idx)
-        x = (self.embed(src_tokens) + self.positions(src_tokens)).transpose(0, 1)
-        mask = padding.unsqueeze(1) if bool(padding.any()) else None
-        kernel = glt_kernel(x)
+        mask = padding if bool(padding.any()) else None
+        scaled = self.embed.scaled(src_tokens)
+        positions = self.positions(src_tokens)
+        native = self.native(scaled)
+        if native is not None:
+            return native.forward(scaled, positions, mask), padding
+        kernel = glt_kernel(scaled)
+        x = self.embed.dextra(scaled.reshape(-1, scaled.size(-1)), kernel)
+        x = (x.view(*src_tokens.shape, -1) + positions).transpose(0, 1)
         for block in self.blocks:
             x = block(x, mask, kernel)
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, padding
+
+    def native(self, like: Tensor):
+        """This encoder in C++ (csrc/encoder_blocks.cpp, the same operations
+        without the interpreter) for tensors like ``like``, or None where it
+        does not apply (:func:`.native.encoder`; ``use_native`` False: the
+        Python loop). Built at each call, as the decoder's blocks are for
+        each batch: the parts as they are now."""
+        if not self.use_native:
+            return None
+        from . import native  # it builds on this module's classes
+
+        return native.encoder(self, glt_kernel(like))
 
 
 # -- trees of parts ------------------------------------------------------------------

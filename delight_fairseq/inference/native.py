@@ -1,10 +1,12 @@
-"""The decoder blocks of a step in C++ (csrc/decoder_step.cpp).
+"""The decoder blocks of a step, and the encoder, in C++
+(csrc/decoder_step.cpp, csrc/encoder_blocks.cpp).
 
 :class:`~delight_fairseq.inference.step.DecoderStep` runs each step's blocks
-as about 30 small operations per block. :func:`blocks` hands the same
+as about 30 small operations per block, and :class:`~.functional.Encoder`
+its blocks as about 40. :func:`blocks` and :func:`encoder` hand the same
 weights (references, no copies) to the compiled extension, which runs the
 same ATen operations in the same order, so its floats are those of the
-Python loop (tests/test_native_step.py compares them bit for bit).
+Python loops (tests/test_native_step.py compares them bit for bit).
 
 It applies where the fused GLT kernel does (a CPU tensor in float32 or
 float64, the extension built), to every kind of product the engine makes:
@@ -12,6 +14,8 @@ torch's (:class:`~.functional.Linear`), oneDNN's (:mod:`.matmul`) and the
 int8 engine's (:mod:`.qlayers`). ``DecoderStep.use_native = False`` keeps the
 Python loop (benchmarks/profile_engine.py's ``Python blocks`` variants).
 """
+
+from types import SimpleNamespace
 
 from . import functional as fn
 from . import matmul
@@ -22,16 +26,59 @@ class Unsupported(Exception):
     """A part the C++ blocks do not know (a product of another kind)."""
 
 
-def blocks(weights: fn.DecoderWeights, head_dim: int, kernel):
-    """The C++ counterpart of ``weights.blocks`` for ``kernel`` (the fused
-    extension, or None), or None where it does not apply."""
+def blocks(weights: fn.DecoderWeights, head_dim: int, kernel, output, output_rows: int):
+    """The C++ counterpart of ``weights.blocks`` and of what follows them
+    (DecoderStep.finish) for ``kernel`` (the fused extension, or None), or
+    None where it does not apply. ``output``: the output layer, a product
+    of a kind :func:`_linear` knows; ``output_rows``: the rows it takes at a
+    time, or 0 for one product into the step's logits buffer (a float
+    Linear)."""
     if kernel is None or not hasattr(kernel, "NativeDecoderBlocks"):
         return None
     try:
         native = [_block(kernel, block) for block in weights.blocks]
+        head = kernel.NativeHead(
+            None if weights.final_norm is None else _norm(kernel, weights.final_norm),
+            None
+            if weights.project_out is None
+            else _linear(kernel, weights.project_out),
+            _linear(kernel, output),
+            output_rows,
+        )
     except Unsupported:
         return None
-    return kernel.NativeDecoderBlocks(native, head_dim)
+    return kernel.NativeDecoderBlocks(native, head_dim, head)
+
+
+def encoder(encoder: fn.Encoder, kernel):
+    """The C++ counterpart of ``encoder`` after its look-up (the embedding's
+    DExTra, the positions, the blocks, the final LayerNorm) for ``kernel``,
+    or None where it does not apply."""
+    if kernel is None or not hasattr(kernel, "NativeEncoderBlocks"):
+        return None
+    try:
+        blocks = [
+            kernel.NativeEncoderBlock(
+                _dextra(kernel, block.dextra),
+                _sublayer(kernel, block.self_attn_norm),
+                _sublayer(kernel, block.ffn_norm),
+                _linear(kernel, block.qkv),
+                _linear(kernel, block.self_out),
+                _linear(kernel, block.fc1),
+                _linear(kernel, block.fc2),
+                float(block.scaling),
+                int(block.heads),
+            )
+            for block in encoder.blocks
+        ]
+        final = encoder.final_norm
+        return kernel.NativeEncoderBlocks(
+            _dextra(kernel, encoder.embed.dextra),
+            blocks,
+            None if final is None else _norm(kernel, final),
+        )
+    except Unsupported:
+        return None
 
 
 def _linear(kernel, linear, bias_free: bool = False):
@@ -110,6 +157,11 @@ def _sublayer(kernel, sublayer: fn.Sublayer):
     return kernel.NativeSublayer(
         norm.shape[0], norm.weight, norm.bias, norm.eps, sublayer.before
     )
+
+
+def _norm(kernel, norm: fn.Norm):
+    """A LayerNorm alone, as a Sublayer's norm."""
+    return _sublayer(kernel, SimpleNamespace(norm=norm, before=True))
 
 
 def _block(kernel, block: fn.DecoderBlock):

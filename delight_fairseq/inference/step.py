@@ -7,7 +7,9 @@ costs), with fairseq's dict-based incremental state replaced by:
 
 * self-attention keys and values of every block in one preallocated tensor,
   rows x steps x blocks x 2 x d/2 (:class:`KeyValueCache`); a step writes its
-  column and attends over the columns so far;
+  column and attends over the columns so far, through a table of the rows
+  each hypothesis descends from (moving beams reorders the table, not the
+  keys and values);
 * encoder-decoder keys and values projected once per sentence
   (:meth:`DecoderStep.encoder_state`) and shared by the sentence's beams: no
   copies per beam, nothing to reorder.
@@ -31,15 +33,18 @@ between them and without holding its lock (engines in threads, pool.py, run
 their blocks side by side).
 """
 
-from functools import partial
-from typing import Callable, List, Optional
+from collections import namedtuple
+from typing import List, Optional
 
 import torch
 from torch import Tensor
 
 from ..attention import merge_heads, split_heads
 from . import matmul, native
-from .functional import DecoderWeights, attend, attend_heads, glt_kernel
+from .functional import DecoderWeights, Linear, attend, attend_heads, glt_kernel
+
+#: a weight and a bias, as functional.Linear reads them from a module
+Parts = namedtuple("Parts", "weight bias")
 
 #: Above this many elements (V x d_m) the decoder's token embeddings are
 #: computed per step instead of once for the whole vocabulary.
@@ -53,20 +58,25 @@ OUTPUT_ROWS = 128
 class KeyValueCache:
     """Self-attention keys and values of all decoder blocks.
 
-    Two flat buffers used in turn, each viewed as rows x steps x blocks x 2 x
-    head_dim: the live one (:attr:`live`) receives each step's keys and
-    values at that step's column; :meth:`reorder` copies the filled columns
-    of the rows the beams continue into the other one, which becomes live.
-    Only the filled prefix is copied, and no memory is allocated per step.
-    The buffers outlive a batch (:meth:`reset` reuses them when big enough).
+    One buffer, rows x steps x blocks x 2 x head_dim (:attr:`kv`): at step t
+    the hypothesis in row r writes its keys and values at [r, t]. When the
+    beams move (:meth:`reorder`), none of it is copied: :attr:`origin`, rows
+    x steps of int64, names the row of ``kv`` that holds hypothesis r's step
+    t, and only it is reordered (one integer per entry instead of blocks x 2
+    x head_dim floats; the copy of the filled cache at every step cost about
+    4 % of beam-5 decoding, more on longer sentences). A column is written
+    once, at its step, so the rows it names stay valid; where no reorder has
+    written yet, row r names itself. The buffer outlives a batch (:meth:`reset`
+    reuses it when big enough).
     """
 
     def __init__(self, n_blocks: int, head_dim: int):
         self.n_blocks = n_blocks
         self.head_dim = head_dim
-        self._flat: List[Tensor] = []
-        self.live = torch.empty(0)
-        self.spare = torch.empty(0)
+        self._flat = torch.empty(0)
+        self.kv = torch.empty(0)
+        self.origin = torch.empty(0, dtype=torch.long)
+        self._spare = self.origin
 
     def reset(self, rows: int, steps: int, like: Tensor) -> None:
         """Room for ``rows`` hypotheses of up to ``steps`` steps, of ``like``'s
@@ -75,24 +85,33 @@ class KeyValueCache:
         numel = rows * steps * self.n_blocks * 2 * self.head_dim
         flat = self._flat
         if (
-            not flat
-            or flat[0].numel() < numel
-            or flat[0].dtype != like.dtype
-            or flat[0].device != like.device
+            flat.numel() < numel
+            or flat.dtype != like.dtype
+            or flat.device != like.device
         ):
-            flat = [like.new_empty(numel), like.new_empty(numel)]
-            self._flat = flat
-        self.live = flat[0][:numel].view(shape)
-        self.spare = flat[1][:numel].view(shape)
+            flat = self._flat = like.new_empty(numel)
+        self.kv = flat[:numel].view(shape)
+        itself = torch.arange(rows, device=like.device).unsqueeze(1).expand(rows, steps)
+        self.origin = itself.clone()
+        self._spare = itself.clone()
 
     def reorder(self, order: Tensor, filled: int) -> None:
-        """Row i of the new cache is row ``order[i]`` of the old one, for the
-        first ``filled`` steps."""
+        """Hypothesis i continues hypothesis ``order[i]``, for the first
+        ``filled`` steps."""
         rows = order.numel()
         torch.index_select(
-            self.live[:, :filled], 0, order, out=self.spare[:rows, :filled]
+            self.origin[:, :filled], 0, order, out=self._spare[:rows, :filled]
         )
-        self.live, self.spare = self.spare, self.live
+        self.origin, self._spare = self._spare, self.origin
+
+    def past(self, block: int, step: int, rows: int):
+        """Keys and values of block ``block`` of the first ``rows``
+        hypotheses over steps 0 .. ``step``, gathered (rows x step + 1 x
+        head_dim each): what the fused attention reads in place."""
+        origin = self.origin[:rows, : step + 1]
+        columns = torch.arange(step + 1, device=origin.device)
+        past = self.kv[origin, columns, block]
+        return past[:, :, 0], past[:, :, 1]
 
 
 class EncoderState:
@@ -132,6 +151,9 @@ class DecoderStep:
     #: run the blocks in C++ where native.blocks applies (False: the Python
     #: loop of __call__, which the C++ one follows operation by operation)
     use_native = True
+    #: attend with the fused kernel (csrc/attend_one.cpp) where the fused
+    #: extension is loaded (False: ATen's operations, in the Python loop only)
+    fused_attention = True
     _native = None  # this batch's C++ blocks, or None
 
     def __init__(self, model):
@@ -149,7 +171,7 @@ class DecoderStep:
         self.weights = DecoderWeights(decoder)
         self.kernel = None
         # the output layer on oneDNN (matmul.py) for this batch, else None
-        self._onednn_output: Optional[Callable[[Tensor], Tensor]] = None
+        self._onednn_output: Optional[matmul.PackedLinear] = None
         self.vocab_size = 0
         self._token_table: Tensor = torch.empty(0)
         self._positions: Tensor = torch.empty(0)
@@ -172,14 +194,15 @@ class DecoderStep:
         self._onednn_output = None
         if onednn:
             matmul.use_onednn(self.weights)
-            layout = matmul.packed(self.weights.output[0])  # bias-free
-            self._onednn_output = partial(
-                matmul.onednn_linear, layout=layout, bias=None
-            )
+            weight, bias = self.weights.output  # bias-free
+            self._onednn_output = matmul.PackedLinear(Parts(weight, bias))
         self.kernel = glt_kernel(like)
         self._native = None
-        if self.use_native:
-            self._native = native.blocks(self.weights, self.head_dim, self.kernel)
+        if self.use_native and self.fused_attention:
+            output, output_rows = self.native_output()
+            self._native = native.blocks(
+                self.weights, self.head_dim, self.kernel, output, output_rows
+            )
         self.reserve_logits(rows, vocab_size, like)
         table = self._token_table
         d_m = self.embedding_dim
@@ -204,6 +227,14 @@ class DecoderStep:
                 (1, steps), self.padding_idx + 1, dtype=torch.long, device=like.device
             )
             self._positions = self.embed_positions(probe)[0]
+
+    def native_output(self):
+        """The output layer as the C++ head runs it (native.blocks): the
+        product, and the rows it takes at a time (0: one product into the
+        logits buffer), as :meth:`log_probs` does."""
+        if self._onednn_output is not None:
+            return self._onednn_output, OUTPUT_ROWS
+        return Linear(Parts(*self.weights.output)), 0
 
     def reserve_logits(self, rows: int, vocab_size: int, like: Tensor) -> None:
         """Room for rows x V logits (:meth:`output_layer` writes there) and
@@ -246,30 +277,43 @@ class DecoderStep:
     ) -> Tensor:
         """tokens: the last token of each hypothesis (rows, a multiple of the
         sentences in ``enc``, beams of one sentence adjacent). Writes this
-        step's keys and values into ``cache.live[:rows, step]`` and returns
+        step's keys and values into ``cache.kv[:rows, step]`` and returns
         rows x V log-probabilities in float32."""
         rows = tokens.numel()
         n_sent = enc.padding.size(0)
         dh = self.head_dim
         kernel = self.kernel
+        attend_one = (
+            kernel.attend_one if kernel is not None and self.fused_attention else None
+        )
         weights = self.weights
         # select(), not [step]: torch.compile would specialize on each step
         x = self.embed(tokens) + self._positions.select(0, step)
+        padding = enc.padding.squeeze(1) if enc.any_padding else None
         if self._native is not None:
-            masks = [enc.mask(block.heads) for block in weights.blocks]
-            x = self._native.forward(x, step, cache.live, enc.keys, enc.values, masks)
-            return self.finish(x)
-        kv_all = cache.live[:rows]
+            return self._native.step(
+                x, step, cache.kv, cache.origin, enc.keys, enc.values, padding,
+                self._logits, self._lprobs,
+            )  # fmt: skip
+        kv, origin = cache.kv, cache.origin[:rows, : step + 1]
         for i, block in enumerate(weights.blocks):
             # DExTra, then causal single-head self-attention over the cache
             residual = x
             norm = block.self_attn_norm
             qkv = block.qkv(block.dextra(norm.pre(x), kernel))
             q = qkv[:, :dh] * block.self_scaling
-            kv_all.select(1, step).select(1, i).copy_(qkv[:, dh:].view(rows, 2, dh))
-            keys = kv_all[:, : step + 1, i, 0]
-            values = kv_all[:, : step + 1, i, 1]
-            h = attend(q.unsqueeze(1), keys, values, block.heads, None)
+            kv[:rows].select(1, step).select(1, i).copy_(qkv[:, dh:].view(rows, 2, dh))
+            heads = block.heads
+            if attend_one is not None:  # over the cache in place
+                keys, values = (
+                    kv[:, : step + 1, i, j].unflatten(2, (heads, -1)).transpose(1, 2)
+                    for j in (0, 1)
+                )
+                q = q.view(rows, 1, heads, -1)
+                h = attend_one(q, keys, values, None, origin)
+            else:
+                keys, values = cache.past(i, step, rows)
+                h = attend(q.unsqueeze(1), keys, values, heads, None)
             x = norm.post(block.self_out(h.view(rows, dh)), residual)
 
             # encoder-decoder attention: the beams of a sentence share its
@@ -278,12 +322,17 @@ class DecoderStep:
             norm = block.encoder_attn_norm
             q = block.q(norm.pre(x)) * block.encoder_scaling
             # its width is d_m/2, or --delight-enc-dec-attn-dim's
-            heads = block.heads
-            q = split_heads(q.view(n_sent, rows // n_sent, -1), heads)
-            keys, values = enc.keys[i].flatten(0, 1), enc.values[i].flatten(0, 1)
-            h = attend_heads(q, keys, values, enc.mask(heads))
-            h = merge_heads(h, heads)
-            x = norm.post(block.encoder_out(h.reshape(rows, -1)), residual)
+            keys, values = enc.keys[i], enc.values[i]
+            if attend_one is not None:
+                q = q.view(n_sent, rows // n_sent, heads, -1)
+                h = attend_one(q, keys, values, padding, None).view(rows, -1)
+            else:
+                q = split_heads(q.view(n_sent, rows // n_sent, -1), heads)
+                h = attend_heads(
+                    q, keys.flatten(0, 1), values.flatten(0, 1), enc.mask(heads)
+                )
+                h = merge_heads(h, heads).reshape(rows, -1)
+            x = norm.post(block.encoder_out(h), residual)
 
             # the light FFN
             norm = block.ffn_norm
