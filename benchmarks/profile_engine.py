@@ -24,6 +24,9 @@ as N engines of one thread taking the batches side by side):
   the decoder's blocks through the Python loop of ``DecoderStep.__call__``
   instead of the C++ one (csrc/decoder_step.cpp; the same operations), on the
   default products, on torch's, and in int8;
+* ``ATen attention, Python blocks``: the Python loop with each attention as
+  ATen's operations (split heads, bmm, softmax, bmm, merge heads) instead of
+  the fused kernel (csrc/attend_one.cpp), which both loops use;
 * ``torch candidates``: the beam candidates from nan_to_num, add and torch.topk
   instead of the fused kernel (csrc/beam_topk.cpp);
 * ``general loop`` and ``int8 general loop``: at beam 1, the general beam-search
@@ -160,6 +163,7 @@ VARIANTS = (
     "Python blocks",
     "torch matmul",
     "torch matmul, Python blocks",
+    "ATen attention, Python blocks",
     "oneDNN matmul",
     "torch candidates",
     "general loop",
@@ -215,6 +219,8 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
             torch.backends.quantized.engine = default
     if variant.endswith("Python blocks"):  # after quantize_engine's new step
         engine.step.use_native = False
+    if variant.startswith("ATen attention"):
+        engine.step.fused_attention = False
     if variant.endswith("general loop"):
         from delight_fairseq.inference import search
 
