@@ -26,11 +26,12 @@ product and its softmax in float32, the light FFN, residuals and LayerNorms afte
 pre-norm stack, the projection to the table's width and the tied or untied
 output layer. Dropout is off, as in eval mode.
 
-Where the fused extension is built, the blocks run in C++ (:mod:`.native`,
-csrc/decoder_step.cpp): the same operations as the loop of
-:meth:`DecoderStep.__call__`, in the same order, without the interpreter
-between them and without holding its lock (engines in threads, pool.py, run
-their blocks side by side).
+Where the fused extension is built, the blocks and what follows them run in
+C++ (:mod:`.native`, csrc/decoder_step.cpp): the same operations as
+:meth:`DecoderStep.__call__` and :meth:`DecoderStep.finish`, in the same
+order, without the interpreter between them and without holding its lock
+(engines in threads, pool.py, run their steps side by side). Both attend in
+one pass over the keys where they lie (csrc/attend_one.cpp).
 """
 
 from collections import namedtuple
