@@ -26,7 +26,9 @@ as N engines of one thread taking the batches side by side):
   default products, on torch's, and in int8;
 * ``ATen attention, Python blocks``: the Python loop with each attention as
   ATen's operations (split heads, bmm, softmax, bmm, merge heads) instead of
-  the fused kernel (csrc/attend_one.cpp), which both loops use;
+  the fused kernel (csrc/attend_one.cpp), which both loops use; it gathers the
+  cache through its table of rows at every block (the Python loop's fallback
+  without the extension), which the kernel reads in place;
 * ``torch candidates``: the beam candidates from nan_to_num, add and torch.topk
   instead of the fused kernel (csrc/beam_topk.cpp);
 * ``general loop`` and ``int8 general loop``: at beam 1, the general beam-search

@@ -118,7 +118,7 @@ def test_native_encoder_gives_the_python_loops_floats(variant, monkeypatch):
             encoder = encoders(model, d, glt)
             if matmul == "onednn":
                 use_onednn(encoder)
-            assert encoder.native(encoder.embed.scaled(src)) is not None
+            assert encoder.native(fn.glt_kernel(encoder.embed.scaled(src))) is not None
             native, padding = encoder(src, lengths)
             with monkeypatch.context() as patch:
                 patch.setattr(fn.Encoder, "use_native", False)

@@ -66,7 +66,7 @@ struct Head {
 struct DecoderBlocks {
   std::vector<Block> blocks;
   int64_t head_dim;
-  std::optional<Head> head;
+  Head head;
 
   // x: rows x d_m (embedding + position); kv: the cache, rows x steps x
   // blocks x 2 x head_dim, and origin, rows x steps: the cache's row that holds
@@ -121,9 +121,8 @@ struct DecoderBlocks {
               const std::vector<Tensor>& enc_keys, const std::vector<Tensor>& enc_values,
               const std::optional<Tensor>& padding, const Tensor& logits,
               const Tensor& lprobs) const {
-    TORCH_CHECK(head, "decoder blocks: built without the head");
-    return (*head)(forward(x, step, kv, origin, enc_keys, enc_values, padding), logits,
-                   lprobs);
+    return head(forward(x, step, kv, origin, enc_keys, enc_values, padding), logits,
+                lprobs);
   }
 };
 
@@ -201,12 +200,9 @@ void register_decoder_step(pybind11::module& m) {
            py::arg("final_norm"), py::arg("project_out"), py::arg("output"),
            py::arg("rows_at_a_time"));
   py::class_<DecoderBlocks>(m, "NativeDecoderBlocks")
-      .def(py::init<std::vector<Block>, int64_t, std::optional<Head>>(),
+      .def(py::init<std::vector<Block>, int64_t, Head>(),
            py::arg("blocks"), py::arg("head_dim"), py::arg("head"))
-      .def("forward", &DecoderBlocks::forward,
-           py::call_guard<py::gil_scoped_release>(),
-           "one step of every block: rows x d_m -> rows x d_m, writing the "
-           "step's keys and values into the cache")
       .def("step", &DecoderBlocks::step, py::call_guard<py::gil_scoped_release>(),
-           "forward, then the head: rows x V log-probabilities in lprobs");
+           "one step of every block (writing the step's keys and values into the "
+           "cache), then the head: rows x V log-probabilities in lprobs");
 }

@@ -355,10 +355,10 @@ class Encoder:
         mask = padding if bool(padding.any()) else None
         scaled = self.embed.scaled(src_tokens)
         positions = self.positions(src_tokens)
-        native = self.native(scaled)
+        kernel = glt_kernel(scaled)
+        native = self.native(kernel)
         if native is not None:
             return native.forward(scaled, positions, mask), padding
-        kernel = glt_kernel(scaled)
         x = self.embed.dextra(scaled.reshape(-1, scaled.size(-1)), kernel)
         x = (x.view(*src_tokens.shape, -1) + positions).transpose(0, 1)
         for block in self.blocks:
@@ -367,17 +367,17 @@ class Encoder:
             x = self.final_norm(x)
         return x, padding
 
-    def native(self, like: Tensor):
+    def native(self, kernel):
         """This encoder in C++ (csrc/encoder_blocks.cpp, the same operations
-        without the interpreter) for tensors like ``like``, or None where it
-        does not apply (:func:`.native.encoder`; ``use_native`` False: the
-        Python loop). Built at each call, as the decoder's blocks are for
-        each batch: the parts as they are now."""
+        without the interpreter) for the fused ``kernel`` (glt_kernel's), or
+        None where it does not apply (:func:`.native.encoder`; ``use_native``
+        False: the Python loop). Built at each call, as the decoder's blocks
+        are for each batch: the parts as they are now."""
         if not self.use_native:
             return None
         from . import native  # it builds on this module's classes
 
-        return native.encoder(self, glt_kernel(like))
+        return native.encoder(self, kernel)
 
 
 # -- trees of parts ------------------------------------------------------------------

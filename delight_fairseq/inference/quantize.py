@@ -57,7 +57,7 @@ from torch import Tensor
 from . import functional as fn
 from . import qlayers as ql
 from .engine import Engine
-from .step import OUTPUT_ROWS, DecoderStep, reuse_buffer
+from .step import DecoderStep, reuse_buffer
 
 FORMAT = "delight-fairseq-int8-engine"
 VERSION = 1
@@ -97,13 +97,10 @@ class QuantizedStep(DecoderStep):
             self._lprobs, rows, vocab_size, torch.float32, like.device
         )
 
-    def native_output(self):
-        return self.weights.output, OUTPUT_ROWS
-
-    def log_probs(self, x: Tensor) -> Tensor:
-        """The int8 output layer and the log-softmax, OUTPUT_ROWS rows at a
-        time (:meth:`DecoderStep.log_probs_by_rows`)."""
-        return self.log_probs_by_rows(x, self.weights.output)
+    def sliced_output(self):
+        """The int8 output layer: with the log-softmax, OUTPUT_ROWS rows at a
+        time (:meth:`DecoderStep.log_probs_by_rows`, and in C++)."""
+        return self.weights.output
 
 
 def quantize_engine(

@@ -229,12 +229,19 @@ class DecoderStep:
             )
             self._positions = self.embed_positions(probe)[0]
 
+    def sliced_output(self):
+        """The output layer where it runs OUTPUT_ROWS rows at a time (on
+        oneDNN; the int8 engine's), or None: one torch.mm into the logits
+        buffer (:meth:`output_layer`)."""
+        return self._onednn_output
+
     def native_output(self):
         """The output layer as the C++ head runs it (native.blocks): the
         product, and the rows it takes at a time (0: one product into the
         logits buffer), as :meth:`log_probs` does."""
-        if self._onednn_output is not None:
-            return self._onednn_output, OUTPUT_ROWS
+        sliced = self.sliced_output()
+        if sliced is not None:
+            return sliced, OUTPUT_ROWS
         return Linear(Parts(*self.weights.output)), 0
 
     def reserve_logits(self, rows: int, vocab_size: int, like: Tensor) -> None:
@@ -354,8 +361,9 @@ class DecoderStep:
         """rows x map_dim -> rows x V float32 log-probabilities, into a
         buffer reused across steps (a fresh tensor of this size is new pages
         of memory at every step, which the kernel writes for the first time)."""
-        if self._onednn_output is not None:
-            return self.log_probs_by_rows(x, self._onednn_output)
+        sliced = self.sliced_output()
+        if sliced is not None:
+            return self.log_probs_by_rows(x, sliced)
         logits = self.output_layer(x)
         rows, vocab = logits.shape
         out = self._lprobs = reuse_buffer(
