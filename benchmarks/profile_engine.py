@@ -22,13 +22,17 @@ as N engines of one thread taking the batches side by side):
   ``matmul`` option; ``engine`` is its default, ``"auto"``);
 * ``Python blocks``, ``torch matmul, Python blocks`` and ``int8, Python blocks``:
   the decoder's blocks through the Python loop of ``DecoderStep.__call__``
-  instead of the C++ one (csrc/decoder_step.cpp; the same operations), on the
+  instead of the C++ one (csrc/decoder_blocks.h; the same operations), on the
   default products, on torch's, and in int8;
 * ``ATen attention, Python blocks``: the Python loop with each attention as
   ATen's operations (split heads, bmm, softmax, bmm, merge heads) instead of
   the fused kernel (csrc/attend_one.cpp), which both loops use; it gathers the
   cache through its table of rows at every block (the Python loop's fallback
   without the extension), which the kernel reads in place;
+* ``Python search``: the search loop of search.py (greedy or beams) in Python
+  instead of in C++ (csrc/search.cpp; the same operations); the variants that
+  change the loop or what it calls (``torch candidates``, ``general loop``)
+  run it too;
 * ``torch candidates``: the beam candidates from nan_to_num, add and torch.topk
   instead of the fused kernel (csrc/beam_topk.cpp);
 * ``general loop`` and ``int8 general loop``: at beam 1, the general beam-search
@@ -176,6 +180,15 @@ VARIANTS = (
     "int8 oneDNN",
     "int8 oneDNN output",
     "bfloat16",
+    "Python search",
+)
+#: the variants that change the Python search loop, or what it calls, and so
+#: run it instead of the C++ one (csrc/search.cpp)
+PYTHON_SEARCH = (
+    "Python search",
+    "torch candidates",
+    "general loop",
+    "int8 general loop",
 )
 
 
@@ -221,6 +234,8 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
             torch.backends.quantized.engine = default
     if variant.endswith("Python blocks"):  # after quantize_engine's new step
         engine.step.use_native = False
+    if variant in PYTHON_SEARCH:
+        engine.native_search = False
     if variant.startswith("ATen attention"):
         engine.step.fused_attention = False
     if variant.endswith("general loop"):

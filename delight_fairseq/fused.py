@@ -39,6 +39,7 @@ _SOURCES = [
         "decoder_step.cpp",
         "attend_one.cpp",
         "encoder_blocks.cpp",
+        "search.cpp",
     )
 ]
 _lock = threading.Lock()

@@ -389,12 +389,14 @@ def test_fallbacks_give_the_same_search(monkeypatch):
 def test_greedy_search_is_beam_search_at_beam_1(variant, monkeypatch):
     """At beam 1 the engine runs search.greedy, whose hypotheses and scores
     are those of the general loop (search.beams) at beam 1, sentence by
-    sentence, as sentences end at different steps and leave the batch."""
+    sentence, as sentences end at different steps and leave the batch (the
+    Python loops; test_native_search.py checks the C++ ones against them)."""
     from delight_fairseq.inference import search
 
     model, d, src, lengths = random_model(variant)
     for lenpen, min_len in ((1.0, 1), (0.5, 3)):
         engine = Engine(model, d, beam=1, lenpen=lenpen, max_len_b=15, min_len=min_len)
+        engine.native_search = False
         greedy = engine.translate_with_scores(src, lengths)
         assert len({len(tokens) for tokens, _ in greedy}) >= 3
         with monkeypatch.context() as m:

@@ -1,4 +1,4 @@
-"""The decoder blocks and the encoder in C++ (csrc/decoder_step.cpp,
+"""The decoder blocks and the encoder in C++ (csrc/decoder_blocks.h,
 csrc/encoder_blocks.cpp, inference/native.py) against the Python loops of
 inference/step.py and inference/functional.py that they replace: the same
 operations in the same order, so the same floats, bit for bit, at every step

@@ -4,7 +4,7 @@
 //
 // The engine encodes each batch once; at beam 1 that is about a quarter of
 // its time, in about 40 small ATen operations per block. As the decoder's
-// blocks (decoder_step.cpp), EncoderBlocks runs functional.EncoderBlock's
+// blocks (decoder_blocks.h), EncoderBlocks runs functional.EncoderBlock's
 // operations in the same order over the same parts (native_parts.h), so the
 // floats are those of the Python loop, without the interpreter between them
 // and without holding its lock. The weights are references collected by

@@ -236,7 +236,7 @@ std::vector<torch::Tensor> backward(torch::Tensor grad, torch::Tensor y,
 
 }  // namespace
 
-// the forward pass's output alone (decoder_step.cpp)
+// the forward pass's output alone (native_parts.h)
 torch::Tensor glt_tail_out(torch::Tensor y, torch::Tensor bias, torch::Tensor w,
                            torch::Tensor beta, bool shuffle) {
   return forward(y, bias, w, beta, shuffle)[0];
@@ -246,6 +246,8 @@ torch::Tensor glt_tail_out(torch::Tensor y, torch::Tensor bias, torch::Tensor w,
 void register_decoder_step(pybind11::module& m);
 // encoder_blocks.cpp
 void register_encoder_blocks(pybind11::module& m);
+// search.cpp
+void register_search(pybind11::module& m);
 torch::Tensor attend_one(const torch::Tensor& q, const torch::Tensor& keys,
                          const torch::Tensor& values,
                          const std::optional<torch::Tensor>& padding,
@@ -285,4 +287,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              pybind11::arg("padding"), pybind11::arg("index"));
   register_decoder_step(module);
   register_encoder_blocks(module);
+  register_search(module);
 }

@@ -1,4 +1,4 @@
-// The parts of the DeLighT stacks that the engine's C++ runs (decoder_step.cpp,
+// The parts of the DeLighT stacks that the engine's C++ runs (decoder_blocks.h,
 // encoder_blocks.cpp): the products of every kind the engine makes, the GLT
 // layers, DExTra and the residual LayerNorms, each the counterpart of one class
 // of inference/functional.py (or matmul.py, qlayers.py), running the same ATen

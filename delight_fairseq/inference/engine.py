@@ -53,6 +53,11 @@ class Engine:
     ``"auto"`` takes oneDNN where a one-time measurement finds it faster.
     """
 
+    #: run the search loop in C++ (csrc/search.cpp) where the step runs there
+    #: (False: search.py's Python loop, which the C++ one follows operation by
+    #: operation)
+    native_search = True
+
     def __init__(
         self,
         model,

@@ -1,5 +1,5 @@
 """The decoder blocks of a step, and the encoder, in C++
-(csrc/decoder_step.cpp, csrc/encoder_blocks.cpp).
+(csrc/decoder_blocks.h, csrc/encoder_blocks.cpp).
 
 :class:`~delight_fairseq.inference.step.DecoderStep` runs each step's blocks
 as about 30 small operations per block, and :class:`~.functional.Encoder`

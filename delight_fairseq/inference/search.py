@@ -26,6 +26,11 @@ and moves with ``index_select``/``gather``; no Python loop visits beams or
 hypotheses, and one host synchronisation per step decides whether to stop
 and whether finished sentences leave the batch.
 
+Where the step runs in C++ (csrc/decoder_blocks.h), so does the loop
+(:func:`native_loop`, csrc/search.cpp): the same operations in the same
+order as :func:`greedy` and :func:`beams` below, without the interpreter
+between them and with its lock released for the whole batch.
+
 At beam 1 these rules reduce to greedy search, which :func:`greedy` runs
 with a few operations per step instead of :func:`beams`' few dozen: a
 sentence's best candidate either ends in eos with a finite score (the
@@ -86,9 +91,38 @@ def search(engine, src_tokens: Tensor, src_lengths: Tensor) -> Best:
     # token histories, ping-pong like the cache: column 0 is the bos (eos)
     tokens = torch.full((rows, max_len + 2), engine.pad, **long)
     tokens[:, 0] = engine.eos
-    loop = greedy if engine.beam == 1 else beams
-    loop(engine, enc, tokens, best, max_len)
+    if not native_loop(engine, enc, tokens, best, max_len):
+        loop = greedy if engine.beam == 1 else beams
+        loop(engine, enc, tokens, best, max_len)
     return best
+
+
+def native_loop(engine, enc: EncoderState, tokens: Tensor, best: Best, max_len: int):
+    """The loop below (greedy or beams) in C++ (csrc/search.cpp: the same
+    operations in the same order, without the interpreter and its lock),
+    where the step runs in C++ (:meth:`DecoderStep.native_parts`) and
+    ``engine.native_search`` is set; returns whether it ran."""
+    parts = engine.step.native_parts() if engine.native_search else None
+    if parts is None:
+        return False
+    kernel, blocks, table, positions, logits, lprobs = parts
+    rules = kernel.SearchRules(
+        beam=engine.beam,
+        vocab=engine.vocab_size,
+        eos=engine.eos,
+        pad=engine.pad,
+        unk=engine.unk,
+        min_len=engine.min_len,
+        unk_penalty=float(engine.unk_penalty),
+        lenpen=float(engine.lenpen),
+        normalize_scores=engine.normalize_scores,
+    )
+    kernel.search(
+        blocks, rules, table, positions, engine.cache.kv, engine.cache.origin,
+        enc.keys, enc.values, enc.padding.squeeze(1), logits, lprobs, tokens,
+        best.tokens, best.length, best.score, max_len,
+    )  # fmt: skip
+    return True
 
 
 def constrain(engine, lprobs: Tensor, step: int, max_len: int) -> None:

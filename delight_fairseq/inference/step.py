@@ -27,7 +27,7 @@ pre-norm stack, the projection to the table's width and the tied or untied
 output layer. Dropout is off, as in eval mode.
 
 Where the fused extension is built, the blocks and what follows them run in
-C++ (:mod:`.native`, csrc/decoder_step.cpp): the same operations as
+C++ (:mod:`.native`, csrc/decoder_blocks.h): the same operations as
 :meth:`DecoderStep.__call__` and :meth:`DecoderStep.finish`, in the same
 order, without the interpreter between them and without holding its lock
 (engines in threads, pool.py, run their steps side by side). Both attend in
@@ -243,6 +243,18 @@ class DecoderStep:
         if sliced is not None:
             return sliced, OUTPUT_ROWS
         return Linear(Parts(*self.weights.output)), 0
+
+    def native_parts(self):
+        """What the C++ search (csrc/search.cpp) needs to run this batch's
+        steps: the extension, the C++ blocks and head, the table of target
+        embeddings, the positions and the logits and log-probs buffers; None
+        where a step does not run in C++ (no C++ blocks, or no token table)."""
+        if self._native is None or not self._token_table.numel():
+            return None
+        return (
+            self.kernel, self._native, self._token_table, self._positions,
+            self._logits, self._lprobs,
+        )  # fmt: skip
 
     def reserve_logits(self, rows: int, vocab_size: int, like: Tensor) -> None:
         """Room for rows x V logits (:meth:`output_layer` writes there) and
