@@ -303,6 +303,7 @@ class PlainStep:
 
     def __init__(self, step, compile_it: bool):
         self.inner = step
+        step.use_native = False  # the Python loop (and so the Python search)
         call = type(step).__call__.__get__(step)
         self.call = torch.compile(call, dynamic=True) if compile_it else call
 

@@ -126,13 +126,16 @@ def test_engine_takes_the_kernels_candidates_and_torchs_on_ties():
     """Decoding a model uses the kernel's answer at most steps and torch's
     where it reports a tie, and gives fairseq's hypotheses either way. (The
     eos-prone models of test_engine.py tie eos with another token at every
-    step, so there torch decides throughout.)"""
+    step, so there torch decides throughout.) This watches the Python loop's
+    Engine.candidates; the C++ loop (csrc/search.cpp) decides the same way
+    and gives the Python loop's results (test_native_search.py)."""
     torch.manual_seed(0)
     model = build("delight", src_vocab=VOCAB, **TINY_SHAPE, **DROPOUT_OFF)
     model = model.double().eval()
     d = make_dictionary(VOCAB)
     src, lengths = left_padded(random_sources(7, seed=1), d)
     engine = Engine(model, d, beam=5, max_len_b=15)
+    engine.native_search = False
     reports = []
 
     class Spy:
