@@ -38,8 +38,9 @@ as N engines of one thread taking the batches side by side):
 * ``general loop`` and ``int8 general loop``: at beam 1, the general beam-search
   loop (``search.beams``) instead of greedy search (``search.greedy``), in float32
   and in int8; at other beams, the engine and ``int8``;
-* ``fresh log-probs``: the log-probabilities in a new tensor at every step instead
-  of the reused buffer;
+* ``fresh log-probs``: the Python blocks with the log-probabilities in a new
+  tensor at every step instead of the reused buffer (compare ``Python blocks``;
+  the C++ head always writes into the reused buffer);
 * ``int8``, ``int8 oneDNN`` and ``int8 oneDNN output``: the int8 engine with its
   weights packed for fbgemm (the default), for oneDNN, or for oneDNN in the output
   layer only.
@@ -216,6 +217,7 @@ def build_engine(model, tgt_dict, args, variant: str = "engine"):
         engine.candidates = candidates
     elif variant == "fresh log-probs":
         step = engine.step
+        step.use_native = False  # the C++ head does not call log_probs
         step.log_probs = lambda x: F.log_softmax(
             step.output_layer(x), dim=-1, dtype=torch.float32
         )

@@ -241,21 +241,22 @@ void beams(State& s, Best& best, int64_t max_len) {
 }
 
 // search.search after its set-up: the loop of ``rules.beam``, writing the
-// best hypotheses into best_tokens, best_length and best_score. ``origin`` is
-// the cache's table as KeyValueCache.reset left it (each row naming itself),
-// so that its spare starts as a copy: a reorder writes the columns filled so
-// far, and a step's new column must name the row itself.
+// best hypotheses into best_tokens, best_length and best_score. ``origin`` and
+// ``spare`` are the cache's table and its spare as KeyValueCache.reset left
+// them (each row naming itself).
 void search(const DecoderBlocks& blocks, const Rules& rules, Tensor table,
-            Tensor positions, Tensor kv, Tensor origin, std::vector<Tensor> keys,
-            std::vector<Tensor> values, Tensor padding, Tensor logits, Tensor lprobs,
+            Tensor positions, Tensor kv, Tensor origin, Tensor spare,
+            std::vector<Tensor> keys, std::vector<Tensor> values, Tensor padding,
+            Tensor logits, Tensor lprobs,
             Tensor tokens, Tensor best_tokens, Tensor best_length, Tensor best_score,
             int64_t max_len) {
-  TORCH_CHECK(tokens.size(0) % rules.beam == 0 && origin.size(0) >= tokens.size(0),
-              "search: the token histories and the cache's table do not match the beam");
+  TORCH_CHECK(tokens.size(0) % rules.beam == 0 && origin.size(0) >= tokens.size(0) &&
+                  spare.sizes() == origin.sizes(),
+              "search: the token histories, the cache's table and its spare do not match");
   TORCH_CHECK(padding.dim() == 2, "search: padding must be sentences x S");
   const bool any_padding = padding.any().item<bool>();
   State s{blocks, rules, table, positions, kv, logits, lprobs,
-          tokens, at::empty_like(tokens), origin, origin.clone(),
+          tokens, at::empty_like(tokens), origin, spare,
           std::move(keys), std::move(values), padding, any_padding};
   Best best{best_tokens, best_length, best_score};
   if (rules.beam == 1)
@@ -278,8 +279,8 @@ void register_search(pybind11::module& m) {
         "search.py's loop (greedy at beam 1, else beams) over the C++ decoder "
         "step, into the best hypotheses' tensors",
         py::arg("blocks"), py::arg("rules"), py::arg("table"), py::arg("positions"),
-        py::arg("kv"), py::arg("origin"), py::arg("keys"), py::arg("values"),
-        py::arg("padding"), py::arg("logits"), py::arg("lprobs"), py::arg("tokens"),
+        py::arg("kv"), py::arg("origin"), py::arg("spare"), py::arg("keys"),
+        py::arg("values"), py::arg("padding"), py::arg("logits"), py::arg("lprobs"), py::arg("tokens"),
         py::arg("best_tokens"), py::arg("best_length"), py::arg("best_score"),
         py::arg("max_len"));
 }

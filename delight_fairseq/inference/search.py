@@ -118,7 +118,8 @@ def native_loop(engine, enc: EncoderState, tokens: Tensor, best: Best, max_len: 
         normalize_scores=engine.normalize_scores,
     )
     kernel.search(
-        blocks, rules, table, positions, engine.cache.kv, engine.cache.origin,
+        blocks, rules, table, positions,
+        engine.cache.kv, engine.cache.origin, engine.cache.spare,
         enc.keys, enc.values, enc.padding.squeeze(1), logits, lprobs, tokens,
         best.tokens, best.length, best.score, max_len,
     )  # fmt: skip

@@ -77,7 +77,10 @@ class KeyValueCache:
         self._flat = torch.empty(0)
         self.kv = torch.empty(0)
         self.origin = torch.empty(0, dtype=torch.long)
-        self._spare = self.origin
+        #: a table of origin's shape that reorders write into, then swap in;
+        #: it starts as origin does, each row naming itself, since a step's
+        #: new column is not written by a reorder
+        self.spare = self.origin
 
     def reset(self, rows: int, steps: int, like: Tensor) -> None:
         """Room for ``rows`` hypotheses of up to ``steps`` steps, of ``like``'s
@@ -94,16 +97,16 @@ class KeyValueCache:
         self.kv = flat[:numel].view(shape)
         itself = torch.arange(rows, device=like.device).unsqueeze(1).expand(rows, steps)
         self.origin = itself.clone()
-        self._spare = itself.clone()
+        self.spare = itself.clone()
 
     def reorder(self, order: Tensor, filled: int) -> None:
         """Hypothesis i continues hypothesis ``order[i]``, for the first
         ``filled`` steps."""
         rows = order.numel()
         torch.index_select(
-            self.origin[:, :filled], 0, order, out=self._spare[:rows, :filled]
+            self.origin[:, :filled], 0, order, out=self.spare[:rows, :filled]
         )
-        self.origin, self._spare = self._spare, self.origin
+        self.origin, self.spare = self.spare, self.origin
 
     def past(self, block: int, step: int, rows: int):
         """Keys and values of block ``block`` of the first ``rows``
